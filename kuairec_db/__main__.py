@@ -1,0 +1,3 @@
+from kuairec_db.cli import main
+
+raise SystemExit(main())

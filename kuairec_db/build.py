@@ -1,0 +1,464 @@
+"""``build``: KuaiRec files -> one DuckDB file, written atomically.
+
+The database is built in a temporary file beside the target (``.NAME.building-PID``) while a
+lock file (``.NAME.lock``) is held, then checkpointed, detached and renamed over the target.
+A failed or killed build leaves the previous database untouched; the next build removes what a
+killed one left behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from kuairec_db import __version__, hooks, sources, stages
+from kuairec_db.errors import UserError
+from kuairec_db.schema import SOURCES
+
+log = logging.getLogger(__name__)
+
+STORAGE_VERSION = "v1.0.0"  # readable by DuckDB 1.0 and later (BI tools, duckdb-cli 1.5)
+LABELS = ("debiased", "ratio")
+
+
+@dataclass
+class BuildParams:
+    """Every setting of a build; all of them end up in build_info."""
+
+    db: Path = Path("kuairec.duckdb")
+    data: Path | None = None
+    demo: bool = False
+    demo_scale: float = 0.1
+    demo_seed: int = 7
+    models: list[str] | None = None  # None: every model in models/
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> overrides
+    top_n: int = 100
+    k: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
+    label: str = "debiased"
+    label_threshold: float = 2.0
+    label_quantile: float = 0.8
+    label_duration_buckets: int = 10
+    tune_percent: int = 20
+    popularity_prior_views: float = 20.0
+    confidence_alpha: float = 2.0
+    watch_ratio_cap: float = 5.0
+    seed: int = 42
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    memory_limit: str | None = None
+
+    def validate(self) -> None:
+        if self.label not in LABELS:
+            raise UserError(f"--label must be one of {', '.join(LABELS)}, not {self.label!r}")
+        if self.top_n < 1:
+            raise UserError("--top-n must be at least 1")
+        if not self.k or any(k < 1 for k in self.k):
+            raise UserError("--k takes positive cutoffs, e.g. --k 5,10,20,50")
+        if max(self.k) > self.top_n:
+            raise UserError(f"--k {max(self.k)} is above --top-n {self.top_n}: rank more videos")
+        if not 0 < self.label_quantile < 1:
+            raise UserError("--label-quantile must be between 0 and 1")
+        if self.demo_scale <= 0 or self.demo_scale > 1:
+            raise UserError("--demo-scale must be in (0, 1]")
+        if self.threads < 1:
+            raise UserError("--threads must be at least 1")
+
+    def sql_variables(self) -> dict[str, Any]:
+        return {
+            "top_n": self.top_n,
+            "eval_k": sorted(set(self.k)),
+            "label": self.label,
+            "label_threshold": float(self.label_threshold),
+            "label_quantile": float(self.label_quantile),
+            "label_duration_buckets": int(self.label_duration_buckets),
+            "tune_percent": int(self.tune_percent),
+            "popularity_prior_views": float(self.popularity_prior_views),
+            "confidence_alpha": float(self.confidence_alpha),
+            "watch_ratio_cap": float(self.watch_ratio_cap),
+        }
+
+
+@dataclass
+class BuildResult:
+    db: Path
+    data_kind: str
+    data_location: str
+    seconds: float
+    warnings: list[str]
+
+
+# ---------------------------------------------------------------------------------------------
+# Locking and leftovers
+
+
+def _lock_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.lock")
+
+
+def _temp_paths(target: Path) -> tuple[Path, Path]:
+    pid = os.getpid()
+    return (target.with_name(f".{target.name}.building-{pid}"),
+            target.with_name(f".{target.name}.work-{pid}"))  # fmt: skip
+
+
+def acquire_lock(target: Path):
+    path = _lock_path(target)
+    fh = open(path, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise UserError(
+            f"another build of {target} is running (pid {holder}); wait for it to finish"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
+
+
+def remove_leftovers(target: Path) -> list[Path]:
+    """Temporary files of earlier builds that were killed (only call with the lock held)."""
+    removed = []
+    for pattern in (f".{target.name}.building-*", f".{target.name}.work-*"):
+        for path in target.parent.glob(pattern):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors from DuckDB while reading the CSVs -> one line naming the file, line and column
+
+
+def csv_error_message(exc: duckdb.Error, src: sources.DataSource, source: str) -> str:
+    text = str(exc)
+    display = src.display[source]
+    file_match = re.search(r"^\s*file = (.+)$", text, flags=re.M)
+    if file_match:
+        path = file_match.group(1).strip()
+        for name, read_path in src.files.items():
+            if str(read_path) == path:
+                display = src.display[name]
+    where = ""
+    line_match = re.search(r"CSV Error on Line: (\d+)", text)
+    if line_match:
+        where = f" line {line_match.group(1)}:"
+    convert = re.search(
+        r'Error when converting column "([^"]+)"\. (Could not convert string "(.*?)" to '
+        r"'([A-Z0-9_]+)')",
+        text,
+    )
+    if convert:
+        column, _, value, type_name = convert.groups()
+        expected = {"INTEGER": "an integer", "BIGINT": "an integer", "DOUBLE": "a number",
+                    "TIMESTAMP": "a timestamp like 2020-07-05 00:08:23.438"}  # fmt: skip
+        reason = f' column {column}: "{value[:60]}" is not {expected.get(type_name, type_name)}'
+    else:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        reason_line = next(
+            (ln for ln in lines if re.match(r"(Expected Number of Columns|Value with unterminated"
+                                            r"|Invalid unicode|Maximum line size)", ln)),
+            None,
+        )  # fmt: skip
+        if reason_line is None:
+            reason_line = re.sub(r"^[A-Za-z ]*Error: ", "", lines[0] if lines else type(exc).__name__)
+            reason_line = re.sub(r"CSV Error on Line: \d+", "", reason_line).strip() or "bad CSV"
+        reason = " " + reason_line.replace("Expected Number of Columns", "expected columns")
+        if "unterminated" in reason_line:
+            reason += " (a quoted field never ends: is the file truncated?)"
+    return f"{display}:{where}{reason}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The build
+
+
+def _csv_view_sql(source: str, path: Path, header: list[str], newline: str) -> str:
+    _, types = SOURCES[source]
+    columns = ", ".join(f"'{col.replace(chr(39), chr(39) * 2)}': '{types.get(col, 'VARCHAR')}'"
+                        for col in header)  # fmt: skip
+    quoted = str(path).replace("'", "''")
+    return (
+        f"create or replace temp view src_{source} as select * from read_csv('{quoted}', "
+        f"columns = {{{columns}}}, auto_detect = false, header = true, delim = ',', "
+        f"quote = '\"', escape = '\"', new_line = '{newline}', strict_mode = true)"
+    )
+
+
+def _newline_of(path: Path) -> str:
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    return "\\r\\n" if first.endswith(b"\r\n") else "\\n"
+
+
+def _file_facts(src: sources.DataSource) -> dict[str, str]:
+    facts = {}
+    seen: dict[Path, str] = {}
+    for source, original in src.originals.items():
+        if original not in seen:
+            digest = hashlib.md5()
+            with open(original, "rb") as fh:
+                while block := fh.read(1 << 22):
+                    digest.update(block)
+            seen[original] = digest.hexdigest()
+        name = SOURCES[source][0]
+        facts[f"file.{name}.bytes"] = str(src.files[source].stat().st_size)
+        facts[f"file.{name}.md5"] = seen[original]
+    return facts
+
+
+def _select_models(params: BuildParams) -> list[hooks.Model]:
+    available = hooks.discover()
+    names = params.models if params.models is not None else list(available)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise UserError(
+            f"unknown model(s) {', '.join(unknown)}; available: {', '.join(available)}"
+        )
+    for name in params.settings:
+        if name not in names:
+            raise UserError(f"--set names model {name!r}, which this build does not run")
+    return [available[n] for n in names]
+
+
+def _model_settings(model: hooks.Model, overrides: dict[str, Any]) -> dict[str, Any]:
+    settings = hooks.model_defaults(model)
+    unknown = [k for k in overrides if k not in settings]
+    if unknown:
+        known = ", ".join(settings) or "none"
+        raise UserError(f"model {model.name} has no setting {', '.join(unknown)} (it has: {known})")
+    for key, value in overrides.items():
+        settings[key] = type(settings[key])(value)
+    return settings
+
+
+def apply_comments(con: duckdb.DuckDBPyConnection, catalog_file: Path = stages.CATALOG_FILE):
+    """COMMENT ON every relation and column described in sql/catalog.toml."""
+    catalog = tomllib.loads(catalog_file.read_text(encoding="utf-8"))
+    kinds = dict(con.execute(
+        "select table_name, case when table_type = 'VIEW' then 'view' else 'table' end "
+        "from information_schema.tables where table_catalog = current_database()"
+    ).fetchall())  # fmt: skip
+
+    def quote(text: str) -> str:
+        return "'" + " ".join(text.split()).replace("'", "''") + "'"
+
+    for name, entry in catalog.items():
+        if name not in kinds:
+            continue
+        con.execute(f"comment on {kinds[name]} {name} is {quote(entry['description'])}")
+        for column, text in entry.get("columns", {}).items():
+            con.execute(f"comment on column {name}.{column} is {quote(text)}")
+
+
+def _run_stage(con, stage: stages.Stage, src: sources.DataSource | None) -> None:
+    body = stages.select_body(stage.sql)
+    started = time.perf_counter()
+    try:
+        if stage.kind == "table":
+            con.execute(f"create or replace table {stage.name} as {body}")
+        else:
+            con.execute(f"create or replace view {stage.name} as {body}")
+    except duckdb.Error as exc:
+        source = stage.name.removeprefix("stg_") if stage.name.startswith("stg_") else None
+        if src is not None and source in SOURCES:
+            raise UserError(csv_error_message(exc, src, source)) from None
+        raise
+    if stage.kind == "table":
+        n = con.execute(f"select count(*) from {stage.name}").fetchone()[0]
+        log.info("  %-28s table %12s rows %6.1f s", stage.name, f"{n:,}",
+                 time.perf_counter() - started)  # fmt: skip
+
+
+def run_audits(con, audit_stages: list[stages.Stage]) -> None:
+    for stage in audit_stages:
+        rows = con.execute(stages.select_body(stage.sql)).fetchall()
+        if rows:
+            raise RuntimeError(f"audit {stage.name} failed: {len(rows)} row(s), first {rows[0]}")
+    log.info("  %d audits passed", len(audit_stages))
+
+
+def build(params: BuildParams) -> BuildResult:
+    params.validate()
+    target = params.db.expanduser().resolve()
+    if not target.parent.is_dir():
+        raise UserError(f"{target.parent}: no such folder for the database")
+    if target.is_dir():
+        raise UserError(f"{target}: is a folder; --db takes a file path")
+    started_at = datetime.now(timezone.utc)
+    started = time.perf_counter()
+    models = _select_models(params)
+    model_settings = {m.name: _model_settings(m, params.settings.get(m.name, {})) for m in models}
+
+    lock = acquire_lock(target)
+    con = None
+    temp_db, work = _temp_paths(target)
+    warnings: list[str] = []
+    try:
+        for path in remove_leftovers(target):
+            log.info("removed %s, left by an interrupted build", path.name)
+        work.mkdir()
+        src = _resolve_data(params, work)
+        headers, bare_crs = sources.prepare(src, work)
+
+        con = duckdb.connect(config=_duckdb_config(params, work))
+        con.execute(f"attach '{_sql_str(temp_db)}' as kuairec (storage_version '{STORAGE_VERSION}')")
+        con.execute("use kuairec")
+        for name, value in params.sql_variables().items():
+            con.execute(f"set variable {name} = ?", [value])
+        for source, header in headers.items():
+            con.execute(_csv_view_sql(source, src.files[source], header,
+                                      _newline_of(src.files[source])))  # fmt: skip
+
+        all_stages = stages.ordered(stages.discover())
+        log.info("loading and preparing (%s)", src.location)
+        for stage in (s for s in all_stages if s.kind == "table"):
+            _run_stage(con, stage, src)
+        for table, columns in stages.CONTRACT_TABLES.items():
+            con.execute(f"create or replace table {table} ({columns})")
+        log.info("training and ranking: %s", ", ".join(m.name for m in models))
+        model_timings = {}
+        for model in models:
+            model_timings[model.name] = hooks.run_model(
+                con, model, model_settings[model.name], params.top_n, params.threads, params.seed
+            )
+        log.info("evaluation views")
+        for stage in (s for s in all_stages if s.kind == "view"):
+            _run_stage(con, stage, None)
+        run_audits(con, [s for s in all_stages if s.kind == "audit"])
+        warnings.extend(_data_warnings(con))
+        finished_at = datetime.now(timezone.utc)
+        info = _build_info(params, src, model_settings, model_timings, bare_crs, started_at,
+                           finished_at, time.perf_counter() - started)  # fmt: skip
+        con.execute("create or replace table build_info (key varchar, value varchar)")
+        con.executemany("insert into build_info values (?, ?)", sorted(info.items()))
+        apply_comments(con)
+        con.execute("checkpoint")
+        con.execute("use memory")
+        con.execute("detach kuairec")
+        con.close()
+        con = None
+        os.replace(temp_db, target)
+        _fsync_dir(target.parent)
+        return BuildResult(target, src.kind, src.location, time.perf_counter() - started, warnings)
+    finally:
+        if con is not None:
+            try:
+                con.close()
+            except duckdb.Error:
+                pass
+        for leftover in (temp_db, temp_db.with_name(temp_db.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+        lock.close()
+
+
+def _sql_str(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _duckdb_config(params: BuildParams, work: Path) -> dict[str, str]:
+    config = {"threads": str(params.threads), "temp_directory": str(work / "spill")}
+    if params.memory_limit:
+        config["memory_limit"] = params.memory_limit
+    return config
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _resolve_data(params: BuildParams, work: Path) -> sources.DataSource:
+    path = None if params.demo else (params.data or sources.find_default(Path.cwd()))
+    if path is not None:
+        return sources.resolve_path(Path(path).expanduser(), work)
+    from kuairec_db import demo
+
+    folder = work / "demo"
+    log.warning(
+        "NO KUAIREC DATA FOUND: building on the SYNTHETIC DEMO dataset (scale %s, seed %s).\n"
+        "  Its numbers say nothing about KuaiRec. For the real data run:\n    %s",
+        params.demo_scale, params.demo_seed, sources.GET_REAL_DATA,
+    )  # fmt: skip
+    demo.generate(folder, scale=params.demo_scale, seed=params.demo_seed)
+    src = sources.resolve_path(folder, work)
+    src.kind = "synthetic_demo"
+    src.location = f"synthetic demo (scale {params.demo_scale}, seed {params.demo_seed})"
+    for source in src.display:
+        src.display[source] = f"demo {SOURCES[source][0]}"
+    return src
+
+
+def _data_warnings(con) -> list[str]:
+    out = []
+    leaks = con.execute(
+        "select n_rows from data_quality where step = 'leak_pairs' and source = 'big_matrix.csv'"
+    ).fetchone()[0]
+    if leaks:
+        out.append(f"{leaks:,} (user, video) pairs are in both matrices: removed from training "
+                   "(see int_leak_pairs and data_quality)")  # fmt: skip
+    for message in out:
+        log.warning("warning: %s", message)
+    return out
+
+
+def _build_info(params, src, model_settings, model_timings, bare_crs, started_at, finished_at,
+                seconds) -> dict[str, str]:  # fmt: skip
+    import implicit
+    import numpy
+
+    info: dict[str, str] = {
+        "kuairec_db_version": __version__,
+        "duckdb_version": duckdb.__version__,
+        "implicit_version": implicit.__version__,
+        "numpy_version": numpy.__version__,
+        "python_version": platform.python_version(),
+        "storage_version": STORAGE_VERSION,
+        "data_kind": src.kind,
+        "data_location": src.location,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "finished_at": finished_at.isoformat(timespec="seconds"),
+        "build_seconds": f"{seconds:.1f}",
+        "models": ",".join(model_settings),
+    }
+    for key, value in asdict(params).items():
+        if key in ("settings", "db", "data"):
+            continue
+        info[f"param.{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    info["param.db"] = str(params.db)
+    info["param.data"] = str(params.data) if params.data else ""
+    for name, settings in model_settings.items():
+        info[f"model.{name}.settings"] = json.dumps(settings, sort_keys=True)
+        for key, value in model_timings.get(name, {}).items():
+            info[f"model.{name}.{key}"] = f"{value:.2f}"
+    for source, n in bare_crs.items():
+        info[f"file.{SOURCES[source][0]}.bare_carriage_returns"] = str(n)
+    info.update(_file_facts(src))
+    return info

@@ -1,0 +1,700 @@
+"""A synthetic, KuaiRec-shaped data set for tests and benchmarks when the real files are absent.
+
+``generate(out_dir, scale, seed)`` writes the seven KuaiRec 2.0 CSV files (names and column
+order of ``schema.SOURCES``). Scale 1.0 has the real shape (7,176 users, 10,728 videos, about
+12.5M big-matrix rows, a 1,411 x 3,327 small matrix); row counts grow with scale squared.
+
+Planted structure, so that models have something to find:
+
+* topics: every video has a main topic (which also sets its caption categories and its first
+  tag) plus a small mixed topic vector; every user has a taste concentrated on 1-3 topics;
+* exposure in the big matrix grows with a Zipf-like video popularity and with taste affinity;
+  user activity is heavy-tailed;
+* watch time: about 7.5 s of most videos whatever their length (so short videos get a high
+  watch_ratio), times an affinity effect, a per-video quality effect, a user effect and noise;
+* the small matrix is the same process, fully observed: each small user sees each small video.
+
+Quirks of the real files that are reproduced: duplicate log rows (a few filed under another
+date), dates that disagree with the timestamp, re-watches, small-matrix rows without time,
+blocked pairs, small/big disjointness, captions with commas, quotes, emoji, newlines and bare
+carriage returns, watch_ratio of 0 and above 100.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from kuairec_db.schema import SOURCES
+
+# Shape of the real data (scale 1.0).
+_USERS = 7176
+_VIDEOS = 10728
+_BIG_ROWS = 12_530_806
+_SMALL_USERS = 1411
+_SMALL_VIDEOS = 3327
+_SOCIAL_ROWS = 472
+_DAILY_ROWS_PER_VIDEO = 32.0
+_MIN_USERS, _MIN_VIDEOS, _MIN_SMALL_USERS, _MIN_SMALL_VIDEOS = 30, 50, 10, 20
+
+# Rates of the real quirks.
+_DUP_SHARE = 968_004 / 12_530_806  # big-matrix rows that repeat another row
+_REWATCH_SHARE = 0.10  # views that come back to an already seen (user, video) pair
+_TWO_DATE_SHARE = 0.0023  # duplicate rows filed under another date
+_DATE_DRIFT_SHARE = 0.001  # rows whose date is not the local date of their timestamp
+_SMALL_KEEP = 0.996  # small users x small videos that were not blocked
+_SMALL_UNTIMED = 181_992 / 4_676_570  # small-matrix rows without time, date, timestamp
+_ZERO_PLAY = 0.004  # views with play_duration 0
+_HUGE_RATIO = 2e-5  # views of a very short video played very long (watch_ratio > 100)
+
+# Calendar: local time is Asia/Shanghai (UTC+8); three collection windows.
+_DAY0 = 18448  # 2020-07-05 in days since 1970-01-01
+_WINDOW_DAYS = np.r_[0:8, 27:37, 53:63]  # Jul 5-12, Aug 1-10, Aug 27-Sep 5
+_SPAN_DAYS = 63
+_DAY_MS = 86_400_000
+_LOCAL_OFFSET_MS = 8 * 3_600_000
+_HOUR_WEIGHTS = np.array(
+    [5, 3, 2, 1, 1, 1, 2, 4, 6, 7, 7, 8, 9, 8, 7, 7, 7, 8, 9, 10, 11, 12, 11, 8], dtype=float
+)
+
+# Latent model.
+_TOPICS = 10
+_TAGS = 31
+_EXPOSURE_AFFINITY = 3.0  # log exposure odds per unit of taste affinity
+_ZIPF = 0.9  # popularity ~ rank ** -_ZIPF
+_WATCH_BASE_S = 7.5  # typical seconds watched, whatever the video length
+_LENGTH_ELASTICITY = 0.25  # watch time grows only weakly with video length
+_WATCH_AFFINITY = 2.0  # log watch time per unit of taste affinity
+_AFFINITY_REF = 0.2
+_QUALITY_SD = 0.3
+_USER_SD = 0.2
+_NOISE_SD = 0.55
+_CHUNK_USERS = 256
+
+_Progress = Callable[[str], None] | None
+
+
+# --- topics, tags and words --------------------------------------------------------------------
+# (name, first-level category id, second-level (id, name), third-level (id, name), words)
+_TOPIC_INFO = [
+    ("美食", 5, [(101, "家常菜谱"), (102, "探店"), (103, "美食测评")],
+     [(1001, "川菜"), (1002, "烘焙")], ["红烧肉", "小吃", "火锅", "烧烤", "甜品", "早餐", "做饭"]),
+    ("游戏", 8, [(111, "手机游戏"), (112, "游戏解说"), (113, "电竞")],
+     [(1011, "王者荣耀"), (1012, "和平精英")], ["上分", "操作", "手游", "主播", "通关", "五杀"]),
+    ("搞笑", 11, [(121, "搞笑段子"), (122, "情景剧"), (123, "搞笑配音")],
+     [(1021, "沙雕日常"), (1022, "整蛊")], ["段子", "笑死", "沙雕", "整蛊", "反转", "名场面"]),
+    ("宠物", 12, [(131, "猫"), (132, "狗"), (133, "萌宠日常")],
+     [(1031, "布偶猫"), (1032, "柯基")], ["猫咪", "狗狗", "铲屎官", "萌宠", "喵星人", "撒娇"]),
+    ("颜值", 14, [(141, "美女"), (142, "帅哥"), (143, "穿搭")],
+     [(1041, "汉服"), (1042, "妆容")], ["小姐姐", "小哥哥", "穿搭", "自拍", "氛围感", "微笑"]),
+    ("音乐", 17, [(151, "翻唱"), (152, "乐器演奏"), (153, "原创音乐")],
+     [(1051, "吉他弹唱"), (1052, "古风")], ["翻唱", "吉他", "弹唱", "钢琴", "原创", "好声音"]),
+    ("舞蹈", 20, [(161, "街舞"), (162, "广场舞"), (163, "舞蹈教学")],
+     [(1061, "手势舞"), (1062, "爵士舞")], ["街舞", "卡点", "编舞", "跳舞", "律动", "齐舞"]),
+    ("体育", 22, [(171, "篮球"), (172, "足球"), (173, "健身")],
+     [(1071, "NBA"), (1072, "跑步")], ["篮球", "足球", "健身", "扣篮", "进球", "训练"]),
+    ("汽车", 25, [(181, "汽车测评"), (182, "改装车"), (183, "用车知识")],
+     [(1081, "越野"), (1082, "新能源")], ["试驾", "改装", "越野", "新车", "提车", "自驾游"]),
+    ("情感", 27, [(191, "情感语录"), (192, "情感故事"), (193, "正能量")],
+     [(1091, "恋爱"), (1092, "亲情")], ["恋爱", "故事", "感动", "治愈", "正能量", "回忆"]),
+]  # fmt: skip
+_TAG_NAMES = [
+    "美食", "游戏", "搞笑", "宠物", "颜值", "音乐", "舞蹈", "体育", "汽车", "情感",
+    "家常", "电竞", "段子", "萌宠", "穿搭", "翻唱", "街舞", "健身", "用车", "语录",
+    "生活", "旅行", "亲子", "三农", "教育", "科技", "影视", "动漫", "时尚", "美妆", "综合",
+]  # fmt: skip
+_GENERIC_WORDS = [
+    "今天", "一起", "大家", "分享", "记录", "生活", "快乐", "哈哈哈", "真的", "好看", "喜欢",
+    "关注我", "点赞", "评论区见", "第一次", "最后", "你们觉得呢", "太难了", "绝了", "每天",
+]  # fmt: skip
+_EMOJI = ["😂", "🤣", "❤️", "👍", "🔥", "😍", "🙏", "🎉", "🐱", "🏀", "🎵", "😭", "✨", "💪"]
+_COVER_WORDS = ["看到最后", "太好吃了", "笑不活了", "教程来了", "第二弹", "名场面", "必看"]
+_UPLOAD_TYPES = ["ShortImport", "LongImport", "Kmovie", "FollowShoot", "PictureSet", "Web",
+                 "ShareFromOtherApp", "LongPicture"]  # fmt: skip
+_UPLOAD_TYPE_WEIGHTS = [0.45, 0.2, 0.1, 0.07, 0.06, 0.05, 0.04, 0.03]
+
+
+def _topic_tags(topic: int) -> tuple[int, int]:
+    """The two tags that go with a topic: its own and a second one."""
+    return topic, _TOPICS + topic
+
+
+# --- sizes and the latent world ----------------------------------------------------------------
+@dataclass
+class _Sizes:
+    users: int
+    videos: int
+    small_users: int
+    small_videos: int
+    big_rows: int  # target, duplicates included
+    scale: float
+
+
+def _sizes(scale: float) -> _Sizes:
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    users = max(_MIN_USERS, round(_USERS * scale))
+    videos = max(_MIN_VIDEOS, round(_VIDEOS * scale))
+    small_users = min(users, max(_MIN_SMALL_USERS, round(_SMALL_USERS * scale)))
+    small_videos = min(videos // 2, max(_MIN_SMALL_VIDEOS, round(_SMALL_VIDEOS * scale)))
+    density = _BIG_ROWS / (_USERS * _VIDEOS)
+    big_rows = round(density * users * videos)
+    return _Sizes(users, videos, small_users, small_videos, big_rows, scale)
+
+
+@dataclass
+class _World:
+    sizes: _Sizes
+    taste: np.ndarray  # (users, topics), max entry 1 per user
+    main_topic: np.ndarray  # (videos,)
+    video_topics: np.ndarray  # (videos, topics), rows sum to 1
+    duration_ms: np.ndarray  # (videos,) int64
+    quality: np.ndarray  # (videos,) log watch-time effect
+    log_pop: np.ndarray  # (videos,) log exposure weight
+    user_bias: np.ndarray  # (users,) log watch-time effect
+    views: np.ndarray  # (users,) big-matrix views wanted, duplicates excluded
+    small_users: np.ndarray  # sorted ids
+    small_videos: np.ndarray  # sorted ids
+    is_small_user: np.ndarray
+    is_small_video: np.ndarray
+
+
+def _affinity(taste: np.ndarray, video_topics: np.ndarray) -> np.ndarray:
+    """taste @ video_topics.T, summed in a fixed order (no BLAS, so bit-for-bit repeatable)."""
+    out = np.zeros((taste.shape[0], video_topics.shape[0]))
+    for k in range(taste.shape[1]):
+        out += np.multiply.outer(taste[:, k], video_topics[:, k])
+    return out
+
+
+def _pair_affinity(taste: np.ndarray, video_topics: np.ndarray) -> np.ndarray:
+    """Row-wise dot product of two (n, topics) arrays, in a fixed order."""
+    out = np.zeros(taste.shape[0])
+    for k in range(taste.shape[1]):
+        out += taste[:, k] * video_topics[:, k]
+    return out
+
+
+def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
+    n_u, n_v, k = sizes.users, sizes.videos, _TOPICS
+    prevalence = rng.dirichlet(np.full(k, 4.0))
+
+    # Users: taste on 1-3 topics (scaled so the favourite is 1), a small floor on the rest.
+    n_fav = rng.choice([1, 2, 3], size=n_u, p=[0.3, 0.45, 0.25])
+    keys = np.log(prevalence)[None, :] + rng.gumbel(size=(n_u, k))
+    rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
+    weights = rng.gamma(2.0, size=(n_u, k)) * (rank < n_fav[:, None])
+    taste = 0.05 + 0.95 * weights / weights.max(axis=1, keepdims=True)
+    user_bias = rng.normal(0.0, _USER_SD, n_u)
+
+    # Heavy-tailed activity (real: 100 to 16,015 views, median about 1,850).
+    kind = rng.random(n_u)
+    act = np.where(
+        kind < 0.12,
+        rng.uniform(0.05, 0.45, n_u),
+        np.where(kind < 0.97, np.clip(rng.normal(1.05, 0.33, n_u), 0.3, None),
+                 rng.uniform(2.0, 8.5, n_u)),
+    )  # fmt: skip
+    target_views = sizes.big_rows * (1 - _DUP_SHARE)
+    views = np.maximum(max(3, round(100 * sizes.scale)), np.rint(act / act.sum() * target_views))
+
+    # Videos: main topic, mixed topic vector, length, quality, popularity.
+    main_topic = rng.choice(k, size=n_v, p=rng.dirichlet(np.full(k, 6.0)))
+    video_topics = 0.3 * rng.dirichlet(np.full(k, 0.5), size=n_v)
+    video_topics[np.arange(n_v), main_topic] += 0.7
+    seconds = np.exp(rng.normal(math.log(9.6), 0.7, n_v))
+    long_tail = rng.random(n_v) < 0.02
+    seconds[long_tail] = np.exp(rng.normal(math.log(60.0), 0.7, long_tail.sum()))
+    seconds = np.clip(seconds, 1.5, 315.0)
+    tiny = rng.choice(n_v, size=max(3, round(0.002 * n_v)), replace=False)
+    seconds[tiny] = rng.uniform(1.0, 2.5, tiny.size)
+    seconds[rng.integers(n_v)] = 315.0
+    duration_ms = np.rint(seconds * 1000).astype(np.int64)
+    quality = rng.normal(0.0, _QUALITY_SD, n_v)
+    pop_key = 0.5 * quality / _QUALITY_SD + math.sqrt(0.75) * rng.normal(size=n_v)
+    pop_rank = np.argsort(np.argsort(-pop_key))
+    log_pop = -_ZIPF * np.log(pop_rank + 3.0)
+
+    # Small matrix: random users; videos leaning towards the popular ones.
+    small_users = np.sort(rng.choice(n_u, size=sizes.small_users, replace=False))
+    p_small = np.exp(0.4 * log_pop)
+    small_videos = np.sort(
+        rng.choice(n_v, size=sizes.small_videos, replace=False, p=p_small / p_small.sum())
+    )
+    is_small_user = np.zeros(n_u, bool)
+    is_small_user[small_users] = True
+    is_small_video = np.zeros(n_v, bool)
+    is_small_video[small_videos] = True
+    return _World(sizes, taste, main_topic, video_topics, duration_ms, quality, log_pop,
+                  user_bias, views.astype(np.int64), small_users, small_videos, is_small_user,
+                  is_small_video)  # fmt: skip
+
+
+# --- interactions ------------------------------------------------------------------------------
+def _watch(
+    w: _World, users: np.ndarray, videos: np.ndarray, aff: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Play duration (ms) and watch_ratio of views."""
+    sec = w.duration_ms[videos] / 1000.0
+    log_play = (
+        math.log(_WATCH_BASE_S)
+        + _LENGTH_ELASTICITY * (np.log(sec) - math.log(9.6))
+        + _WATCH_AFFINITY * (aff - _AFFINITY_REF)
+        + w.quality[videos]
+        + w.user_bias[users]
+        + rng.normal(0.0, _NOISE_SD, users.size)
+    )
+    play = np.rint(np.exp(log_play) * 1000).astype(np.int64)
+    play[rng.random(users.size) < _ZERO_PLAY] = 0
+    # A few very short videos played for minutes: watch_ratio above 100.
+    short = np.flatnonzero(w.duration_ms[videos] < 3000)
+    n_huge = min(short.size, max(3, round(_HUGE_RATIO * users.size)))
+    if n_huge:
+        pick = rng.choice(short, size=n_huge, replace=False)
+        play[pick] = np.rint(w.duration_ms[videos[pick]] * rng.uniform(100, 570, n_huge))
+    return play, play / w.duration_ms[videos]
+
+
+def _event_times(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """UTC unix milliseconds and local day numbers of n events in the collection windows."""
+    day = _DAY0 + _WINDOW_DAYS[rng.integers(0, _WINDOW_DAYS.size, n)]
+    hour = rng.choice(24, size=n, p=_HOUR_WEIGHTS / _HOUR_WEIGHTS.sum())
+    local_ms = day.astype(np.int64) * _DAY_MS + hour * 3_600_000 + rng.integers(0, 3_600_000, n)
+    return local_ms - _LOCAL_OFFSET_MS, day.astype(np.int32)
+
+
+def _sample_pairs(w: _World, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Distinct (user, video) pairs of the big matrix with their affinity, sorted by user."""
+    n_u, n_v = w.sizes.users, w.sizes.videos
+    eligible = np.where(w.is_small_user, n_v - w.sizes.small_videos, n_v)
+    distinct = np.rint(w.views * (1 - _REWATCH_SHARE)).astype(np.int64)
+    distinct = np.clip(distinct, 1, np.floor(0.85 * eligible).astype(np.int64))
+    users, videos, affs = [], [], []
+    for start in range(0, n_u, _CHUNK_USERS):
+        stop = min(n_u, start + _CHUNK_USERS)
+        aff = _affinity(w.taste[start:stop], w.video_topics)
+        keys = w.log_pop[None, :] + _EXPOSURE_AFFINITY * aff + rng.gumbel(size=aff.shape)
+        keys[np.ix_(w.is_small_user[start:stop], w.is_small_video)] = -np.inf
+        cut = np.sort(keys, axis=1)[np.arange(stop - start), n_v - distinct[start:stop]]
+        r, c = np.nonzero(keys >= cut[:, None])
+        users.append((r + start).astype(np.int32))
+        videos.append(c.astype(np.int32))
+        affs.append(aff[r, c])
+    pu, pv, pa = np.concatenate(users), np.concatenate(videos), np.concatenate(affs)
+
+    # Every video is seen at least once in the big matrix, by a user outside the small matrix.
+    unseen = np.flatnonzero(np.bincount(pv, minlength=n_v) == 0).astype(np.int32)
+    if unseen.size:
+        others = np.flatnonzero(~w.is_small_user)
+        extra_u = others[rng.integers(0, others.size, unseen.size)].astype(np.int32)
+        extra_a = _pair_affinity(w.taste[extra_u], w.video_topics[unseen])
+        pu, pv, pa = np.r_[pu, extra_u], np.r_[pv, unseen], np.r_[pa, extra_a]
+        order = np.argsort(pu, kind="stable")
+        pu, pv, pa = pu[order], pv[order], pa[order]
+    return pu, pv, pa
+
+
+def _big_matrix(w: _World, rng: np.random.Generator) -> pd.DataFrame:
+    pu, pv, pa = _sample_pairs(w, rng)
+    n_u = w.sizes.users
+    per_user = np.bincount(pu, minlength=n_u)
+    first = np.r_[0, np.cumsum(per_user)[:-1]]
+
+    # Re-watches: views beyond the distinct pairs go back to a pair the user already has.
+    rewatch = np.maximum(w.views - per_user, 0)
+    rw_user = np.repeat(np.arange(n_u), rewatch)
+    rw_pair = first[rw_user] + (rng.random(rw_user.size) * per_user[rw_user]).astype(np.int64)
+    view_pair = np.r_[np.arange(pu.size), rw_pair]
+    del rw_user, rw_pair
+    u, v = pu[view_pair], pv[view_pair]
+    play, ratio = _watch(w, u, v, pa[view_pair], rng)
+    del view_pair, pa
+    ts, day = _event_times(u.size, rng)
+
+    # The log's date label drifts from the event's local date in about 0.1% of rows.
+    drift = rng.choice(u.size, size=max(2, round(_DATE_DRIFT_SHARE * u.size)), replace=False)
+    day[drift] += rng.choice(np.array([-1, 1], np.int32), drift.size)
+
+    # Duplicate log rows: exact copies; a few are filed under another date.
+    n_dup = max(2, round(w.sizes.big_rows * _DUP_SHARE))
+    dup = rng.choice(u.size, size=n_dup, replace=False)
+    dup_day = day[dup].copy()
+    moved = rng.choice(n_dup, size=max(2, round(_TWO_DATE_SHARE * n_dup)), replace=False)
+    dup_day[moved] += rng.choice(np.array([-1, 1], np.int32), moved.size)
+
+    u, v = np.r_[u, u[dup]], np.r_[v, v[dup]]
+    play, ratio = np.r_[play, play[dup]], np.r_[ratio, ratio[dup]]
+    ts, day = np.r_[ts, ts[dup]], np.r_[day, dup_day]
+    is_copy = np.r_[np.zeros(u.size - n_dup, bool), np.ones(n_dup, bool)]
+    order = np.lexsort((is_copy, ts, u))
+    return pd.DataFrame({
+        "user_id": u[order], "video_id": v[order], "play_duration": play[order],
+        "video_duration": w.duration_ms[v[order]], "ts": ts[order], "day": day[order],
+        "watch_ratio": ratio[order],
+    })  # fmt: skip
+
+
+def _small_matrix(w: _World, rng: np.random.Generator) -> pd.DataFrame:
+    su, sv = w.small_users, w.small_videos
+    aff = _affinity(w.taste[su], w.video_topics[sv])
+    keep = rng.random(aff.shape) < _SMALL_KEEP  # the rest were blocked by the user
+    r, c = np.nonzero(keep)
+    u, v, a = su[r].astype(np.int32), sv[c].astype(np.int32), aff[r, c]
+    del aff, keep, r, c
+    play, ratio = _watch(w, u, v, a, rng)
+    ts, day = _event_times(u.size, rng)
+    order = np.lexsort((ts, u))
+    untimed = rng.random(u.size) < _SMALL_UNTIMED
+    return pd.DataFrame({
+        "user_id": u[order], "video_id": v[order], "play_duration": play[order],
+        "video_duration": w.duration_ms[v[order]],
+        "ts": ts[order], "day": day[order], "watch_ratio": ratio[order], "untimed": untimed,
+    })  # fmt: skip
+
+
+_INTERACTION_SQL = """
+COPY (
+    SELECT user_id, video_id, play_duration, video_duration,
+        CASE WHEN NOT {untimed} THEN
+            strftime(epoch_ms(ts + {offset}), '%Y-%m-%d %H:%M:%S.%g') END AS "time",
+        CASE WHEN NOT {untimed} THEN
+            strftime(DATE '1970-01-01' + day, '%Y%m%d') || '{date_suffix}' END AS "date",
+        CASE WHEN NOT {untimed} THEN
+            (ts // 1000)::VARCHAR || '.' || lpad((ts % 1000)::VARCHAR, 3, '0') END AS "timestamp",
+        watch_ratio
+    FROM frame
+) TO '{path}' (HEADER, DELIMITER ',')
+"""
+
+
+def _copy_csv(frame: pd.DataFrame, sql: str, path: Path) -> None:
+    con = duckdb.connect()
+    try:
+        con.register("frame", frame)
+        con.execute(sql.replace("{path}", str(path).replace("'", "''")))
+    finally:
+        con.close()
+
+
+def _write_interactions(frame: pd.DataFrame, path: Path, *, float_date: bool) -> None:
+    sql = _INTERACTION_SQL.format(
+        untimed="untimed" if "untimed" in frame.columns else "false",
+        offset=_LOCAL_OFFSET_MS,
+        date_suffix=".0" if float_date else "",
+        path="{path}",
+    )
+    _copy_csv(frame, sql, path)
+
+
+# --- small text files --------------------------------------------------------------------------
+def _field(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    text = str(value)
+    if any(ch in text for ch in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _write_rows(path: Path, header: list[str], rows: list[list[object]]) -> None:
+    lines = [",".join(header)]
+    lines.extend(",".join(_field(x) for x in row) for row in rows)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _list_text(items) -> str:
+    return "[" + ", ".join(str(int(x)) for x in items) + "]"
+
+
+def _social_network(w: _World, rng: np.random.Generator) -> list[list[object]]:
+    n_u = w.sizes.users
+    n_rows = min(n_u, max(5, round(_SOCIAL_ROWS * w.sizes.scale)))
+    members = np.sort(rng.choice(n_u, size=n_rows, replace=False))
+    favourite = np.argmax(w.taste, axis=1)
+    rows = []
+    for user in members:
+        n_friends = int(rng.choice([1, 2, 3, 4, 6], p=[0.35, 0.3, 0.18, 0.12, 0.05]))
+        same = np.flatnonzero(favourite == favourite[user])
+        pool = same if rng.random() < 0.6 and same.size > n_friends else np.arange(n_u)
+        pool = pool[pool != user]
+        friends = rng.choice(pool, size=min(n_friends, pool.size), replace=False)
+        rows.append([int(user), _list_text(friends)])
+    return rows
+
+
+def _item_categories(w: _World, rng: np.random.Generator) -> list[list[object]]:
+    n_v = w.sizes.videos
+    n_tags = rng.choice([1, 2, 3, 4], size=n_v, p=[0.5, 0.33, 0.13, 0.04])
+    second = rng.random(n_v) < 0.15
+    extra = rng.random((n_v, _TAGS))
+    rows = []
+    for vid in range(n_v):
+        own, other = _topic_tags(int(w.main_topic[vid]))
+        tags = [other if second[vid] else own]
+        for tag in np.argsort(extra[vid]):
+            if len(tags) >= n_tags[vid]:
+                break
+            if tag not in tags:
+                tags.append(int(tag))
+        rows.append([vid, _list_text(tags)])
+    return rows
+
+
+def _binned(values: np.ndarray, edges: list[int], labels: list[str]) -> list[str]:
+    return [labels[i] for i in np.searchsorted(edges, values, side="left")]
+
+
+def _user_features(w: _World, rng: np.random.Generator) -> list[list[object]]:
+    n_u = w.sizes.users
+    act_rank = np.argsort(np.argsort(-w.views)) / n_u
+    degree = np.where(act_rank < 0.45, "full_active",
+                      np.where(act_rank < 0.75, "high_active", "middle_active"))  # fmt: skip
+    degree[rng.random(n_u) < 0.03] = "UNKNOWN"
+    low = (rng.random(n_u) < 0.02).astype(int)
+    streamer = (rng.random(n_u) < 0.12).astype(int)
+    author = (rng.random(n_u) < 0.3).astype(int)
+    follow = np.floor(np.exp(rng.normal(3.5, 1.4, n_u))).astype(int) * (rng.random(n_u) > 0.05)
+    fans = np.floor(np.exp(rng.normal(1.5, 1.8, n_u))).astype(int) * (rng.random(n_u) > 0.2)
+    fans = np.minimum(fans, 99_999)
+    friends = np.floor(np.exp(rng.normal(1.0, 1.3, n_u))).astype(int) * (rng.random(n_u) > 0.3)
+    register = rng.integers(15, 2200, n_u)
+    follow_r = _binned(follow, [0, 9, 49, 99, 149, 249, 499],
+                       ["0", "(0,10)", "[10,50)", "[50,100)", "[100,150)", "[150,250)",
+                        "[250,500)", "500+"])  # fmt: skip
+    fans_r = _binned(fans, [0, 9, 99, 999, 4999, 9999],
+                     ["0", "[1,10)", "[10,100)", "[100,1k)", "[1k,5k)", "[5k,1w)",
+                      "[1w,10w)"])  # fmt: skip
+    friends_r = _binned(friends, [0, 4, 29, 59, 119, 249],
+                        ["0", "[1,5)", "[5,30)", "[30,60)", "[60,120)", "[120,250)", "250+"])
+    register_r = _binned(register, [30, 60, 90, 180, 365, 730],
+                         ["15-30", "31-60", "61-90", "91-180", "181-365", "366-730", "730+"])
+    sizes = [2, 8, 30, 5, 60, 3, 2, 4, 3, 2, 5, 3, 2, 2, 4, 2, 3, 2]
+    onehot = np.stack([rng.integers(0, s, n_u) for s in sizes], axis=1)
+    gaps = {4: rng.random(n_u) < 0.02, 12: rng.random(n_u) < 0.01}  # written as floats
+    rows = []
+    for i in range(n_u):
+        feats: list[object] = []
+        for j in range(len(sizes)):
+            if j in gaps:
+                feats.append(float("nan") if gaps[j][i] else float(onehot[i, j]))
+            else:
+                feats.append(int(onehot[i, j]))
+        rows.append([
+            i, degree[i], low[i], streamer[i], author[i], follow[i], follow_r[i], fans[i],
+            fans_r[i], friends[i], friends_r[i], register[i], register_r[i], *feats,
+        ])  # fmt: skip
+    return rows
+
+
+def _caption(w: _World, vid: int, rng: np.random.Generator) -> list[object]:
+    topic = int(w.main_topic[vid])
+    name, first_id, seconds, thirds, words = _TOPIC_INFO[topic]
+    roll = rng.random(8)
+    if roll[0] < 0.6:
+        cover = "UNKNOWN"
+    else:
+        cover = str(rng.choice(words)) + str(rng.choice(_COVER_WORDS))
+    parts = [str(x) for x in rng.choice(words, size=int(rng.integers(1, 3)), replace=False)]
+    parts += [str(x) for x in rng.choice(_GENERIC_WORDS, size=int(rng.integers(1, 4)))]
+    rng.shuffle(parts)
+    seps = rng.choice(["", "，", ",", " ", "！", ", "], size=len(parts) - 1)
+    caption = parts[0] + "".join(s + p for s, p in zip(seps, parts[1:]))
+    if roll[1] < 0.5:
+        caption += "".join(rng.choice(_EMOJI, size=int(rng.integers(1, 4))))
+    if roll[2] < 0.3:
+        caption += f" #{name} #{rng.choice(words)}"
+    if roll[3] < 0.05:
+        caption = f'他说"{rng.choice(words)}"，{caption}'
+    if roll[4] < 0.03:
+        caption += "\n" + str(rng.choice(_GENERIC_WORDS))
+    if roll[5] < 0.02:
+        caption = ""
+    topic_tag = f"[{name},{rng.choice(words)}]" if roll[6] < 0.35 else "[]"
+    second_id, second_name = seconds[int(rng.integers(len(seconds)))]
+    third_id, third_name = thirds[int(rng.integers(len(thirds)))]
+    if roll[7] < 0.5:
+        third_id, third_name = -124, "UNKNOWN"
+    if roll[7] < 0.03:
+        first_id, name, second_id, second_name = -124, "UNKNOWN", -124, "UNKNOWN"
+    return [vid, cover, caption, topic_tag, first_id, name, second_id, second_name, third_id,
+            third_name]  # fmt: skip
+
+
+def _captions(w: _World, rng: np.random.Generator) -> list[list[object]]:
+    n_v = w.sizes.videos
+    rows = [_caption(w, vid, rng) for vid in range(n_v)]
+    # A few captions hold a bare carriage return (the reason readers need care).
+    for vid in rng.choice(n_v, size=max(2, round(0.001 * n_v)), replace=False):
+        rows[vid][2] = f"{rows[vid][2]}\r{rng.choice(_GENERIC_WORDS)}"
+    return rows
+
+
+# --- item daily features -----------------------------------------------------------------------
+_DAILY_RATES = [  # counter, share of play_cnt (before a per-video and per-row factor)
+    ("like_cnt", 0.03), ("click_like_cnt", 0.025), ("double_click_cnt", 0.005),
+    ("cancel_like_cnt", 0.001), ("comment_cnt", 0.004), ("direct_comment_cnt", 0.003),
+    ("reply_comment_cnt", 0.001), ("delete_comment_cnt", 0.0002), ("comment_like_cnt", 0.002),
+    ("follow_cnt", 0.003), ("cancel_follow_cnt", 0.0005), ("share_cnt", 0.002),
+    ("download_cnt", 0.001), ("report_cnt", 0.0001), ("reduce_similar_cnt", 0.0008),
+    ("collect_cnt", 0.001), ("cancel_collect_cnt", 0.0001),
+]  # fmt: skip
+_USER_COUNTERS = {
+    "like_user_num": "like_cnt", "cancel_like_user_num": "cancel_like_cnt",
+    "comment_user_num": "comment_cnt", "delete_comment_user_num": "delete_comment_cnt",
+    "comment_like_user_num": "comment_like_cnt", "follow_user_num": "follow_cnt",
+    "cancel_follow_user_num": "cancel_follow_cnt", "share_user_num": "share_cnt",
+    "download_user_num": "download_cnt", "report_user_num": "report_cnt",
+    "reduce_similar_user_num": "reduce_similar_cnt", "collect_user_num": "collect_cnt",
+    "cancel_collect_user_num": "cancel_collect_cnt",
+}  # fmt: skip
+
+
+def _item_daily(w: _World, rng: np.random.Generator) -> pd.DataFrame:
+    n_v = w.sizes.videos
+    # Alive days: older videos from the first day, newer ones from their upload; some stop early.
+    old = rng.random(n_v) < 0.35
+    first = np.where(old, 0, rng.integers(0, _SPAN_DAYS, n_v))
+    upload = np.where(old, -rng.integers(1, 400, n_v), first)
+    span = _SPAN_DAYS - first
+    alive = np.maximum(1, np.rint(span * rng.uniform(0.35, 1.0, n_v))).astype(np.int64)
+    alive = np.minimum(alive, span)
+    vid = np.repeat(np.arange(n_v), alive)
+    offset = np.arange(vid.size) - np.repeat(np.cumsum(alive) - alive, alive)
+    day = first[vid] + offset
+    n = vid.size
+
+    def noise(sd: float) -> np.ndarray:
+        return np.exp(rng.normal(0.0, sd, n))
+
+    age = (day - upload[vid]).astype(float)
+    show = np.floor(np.exp(w.log_pop[vid] + 9.5) * noise(0.6) / np.sqrt(1.0 + age / 7.0))
+    play_rate = 1.0 / (1.0 + np.exp(-(1.2 + w.quality[vid])))
+    play = np.floor(show * play_rate * noise(0.05))
+    sec = w.duration_ms[vid] / 1000.0
+    per_play_ms = np.minimum(_WATCH_BASE_S, sec * 3) * 1000 * np.exp(w.quality[vid])
+    complete_rate = np.clip(_WATCH_BASE_S / sec * np.exp(w.quality[vid]) * 0.5, 0.02, 0.98)
+    cols: dict[str, np.ndarray] = {}
+    cols["show_cnt"] = show
+    cols["show_user_num"] = np.floor(show * 0.93)
+    cols["play_cnt"] = play
+    cols["play_user_num"] = np.floor(play * 0.9)
+    cols["play_duration"] = np.floor(play * per_play_ms * noise(0.1))
+    cols["complete_play_cnt"] = np.floor(play * complete_rate * noise(0.1))
+    cols["complete_play_user_num"] = np.floor(cols["complete_play_cnt"] * 0.88)
+    cols["valid_play_cnt"] = np.floor(play * 0.7 * noise(0.1))
+    cols["valid_play_user_num"] = np.floor(cols["valid_play_cnt"] * 0.9)
+    cols["long_time_play_cnt"] = np.floor(play * 0.3 * noise(0.2))
+    cols["long_time_play_user_num"] = np.floor(cols["long_time_play_cnt"] * 0.9)
+    cols["short_time_play_cnt"] = np.floor(play * 0.25 * noise(0.2))
+    cols["short_time_play_user_num"] = np.floor(cols["short_time_play_cnt"] * 0.92)
+    progress = np.clip(complete_rate * noise(0.1), 0.0, 1.0)
+    cols["play_progress"] = np.round(progress, 4)
+    stay = np.floor(play * 40.0 * noise(0.5))
+    stay[rng.random(n) < 0.003] = np.nan  # a few empty cells
+    cols["comment_stay_duration"] = stay
+    engagement = np.exp(w.quality[vid] * 2.0)
+    for name, rate in _DAILY_RATES:
+        cols[name] = np.floor(play * rate * engagement[:] * noise(0.7))
+    for name, source in _USER_COUNTERS.items():
+        cols[name] = np.floor(cols[source] * 0.95)
+
+    author = rng.integers(0, max(10, n_v // 3), n_v)
+    video_type = np.where(rng.random(n_v) < 0.03, "AD", "NORMAL")
+    upload_dt = (np.datetime64("1970-01-01") + (_DAY0 + upload).astype("timedelta64[D]")).astype(
+        str
+    )
+    upload_type = rng.choice(_UPLOAD_TYPES, size=n_v, p=_UPLOAD_TYPE_WEIGHTS)
+    visible = rng.choice(["public", "friend", "private"], size=n_v, p=[0.97, 0.02, 0.01])
+    size_kind = rng.choice(3, size=n_v, p=[0.7, 0.2, 0.1])
+    width = np.array([720, 1080, 576])[size_kind]
+    height = np.array([1280, 1920, 1024])[size_kind]
+    horizontal = rng.random(n_v) < 0.1
+    width, height = np.where(horizontal, height, width), np.where(horizontal, width, height)
+    music = rng.integers(1, max(50, n_v * 2), n_v).astype(float)
+    music[rng.random(n_v) < 0.01] = np.nan  # a few empty cells
+    tag_id = np.array([_topic_tags(int(t))[0] for t in w.main_topic])
+    tag_name = np.array(_TAG_NAMES, dtype=object)[tag_id]
+
+    frame = pd.DataFrame({
+        "video_id": vid.astype(np.int32),
+        "date": (_DAY0 + day).astype(np.int32),
+        "author_id": author[vid], "video_type": video_type[vid], "upload_dt": upload_dt[vid],
+        "upload_type": upload_type[vid], "visible_status": visible[vid],
+        "video_duration": w.duration_ms[vid].astype(float), "video_width": width[vid],
+        "video_height": height[vid], "music_id": music[vid], "video_tag_id": tag_id[vid],
+        "video_tag_name": tag_name[vid],
+    })  # fmt: skip
+    for name in SOURCES["item_daily_features"][1]:
+        if name in cols:
+            values = cols[name]
+            keep_float = name in ("play_progress", "comment_stay_duration")
+            frame[name] = values if keep_float else values.astype(np.int64)
+    return frame
+
+
+def _write_item_daily(frame: pd.DataFrame, path: Path) -> None:
+    columns = list(SOURCES["item_daily_features"][1])
+    select = ", ".join(
+        "strftime(DATE '1970-01-01' + date, '%Y%m%d') AS date" if c == "date" else f'"{c}"'
+        for c in columns
+    )
+    _copy_csv(frame, f"COPY (SELECT {select} FROM frame) TO '{{path}}' (HEADER, DELIMITER ',')",
+              path)  # fmt: skip
+
+
+# --- entry point -------------------------------------------------------------------------------
+def generate(
+    out_dir: Path,
+    scale: float = 0.1,
+    seed: int = 7,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, int]:
+    """Write the seven KuaiRec CSV files of a synthetic data set into out_dir.
+
+    Same (scale, seed) gives byte-identical files. Returns the row count of each file name.
+    """
+    sizes = _sizes(scale)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = {source: file for source, (file, _) in SOURCES.items()}
+    headers = {source: list(cols) for source, (_, cols) in SOURCES.items()}
+    streams = np.random.SeedSequence([seed, 20_200_705]).spawn(8)
+    rng = [np.random.default_rng(s) for s in streams]
+    world = _make_world(sizes, rng[0])
+    counts: dict[str, int] = {}
+
+    def done(source: str, n: int) -> None:
+        counts[names[source]] = n
+        if progress is not None:
+            progress(f"{names[source]}: {n:,} rows")
+
+    big = _big_matrix(world, rng[1])
+    _write_interactions(big, out_dir / names["big_matrix"], float_date=False)
+    done("big_matrix", len(big))
+    del big
+    small = _small_matrix(world, rng[2])
+    _write_interactions(small, out_dir / names["small_matrix"], float_date=True)
+    done("small_matrix", len(small))
+    del small
+    for source, make, r in (
+        ("social_network", _social_network, rng[3]),
+        ("item_categories", _item_categories, rng[4]),
+        ("user_features", _user_features, rng[5]),
+        ("caption_category", _captions, rng[7]),
+    ):
+        rows = make(world, r)
+        _write_rows(out_dir / names[source], headers[source], rows)
+        done(source, len(rows))
+    daily = _item_daily(world, rng[6])
+    _write_item_daily(daily, out_dir / names["item_daily_features"])
+    done("item_daily_features", len(daily))
+    return counts

@@ -1,0 +1,239 @@
+"""Running the recommenders of models/: SQL models through the ranking templates, Python
+models through a small context object that reads their inputs from DuckDB and writes back.
+
+A SQL model (``models/NAME.sql``) is one SELECT giving either ``video_id, score`` (one score per
+video for every user) or ``user_id, video_id, score``. A Python model (``models/NAME.py``)
+defines ``DEFAULTS`` (its settings) and ``run(ctx: ModelContext) -> None``; it writes scores
+with ``ctx.write_recommendation_scores`` and ``ctx.write_eval_scores`` and, if it has them,
+factors with ``ctx.write_factors``. Both end in ``recommendations`` and ``eval_rankings``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from kuairec_db.errors import UserError
+from kuairec_db.stages import MODELS_DIR, ranking_sql, select_body
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    path: Path
+
+    @property
+    def is_sql(self) -> bool:
+        return self.path.suffix == ".sql"
+
+
+def discover(models_dir: Path = MODELS_DIR) -> dict[str, Model]:
+    found = {}
+    for path in sorted(models_dir.glob("*")):
+        if path.suffix in (".sql", ".py") and not path.name.startswith("_"):
+            found[path.stem] = Model(path.stem, path)
+    return found
+
+
+def load_module(model: Model) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"kuairec_db_models.{model.name}", model.path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "run"):
+        raise UserError(f"{model.path}: a Python model must define run(ctx)")
+    return module
+
+
+def model_defaults(model: Model) -> dict[str, Any]:
+    if model.is_sql:
+        return {}
+    return dict(getattr(load_module(model), "DEFAULTS", {}))
+
+
+def _insert_ranked(con: duckdb.DuckDBPyConnection, table: str, template: str) -> int:
+    con.execute(f"insert into {table} {ranking_sql(template)}")
+    return con.execute(
+        f"select count(*) from {table} where model = getvariable('model_name')"
+    ).fetchone()[0]
+
+
+def clear_model(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    for table in ("recommendations", "eval_rankings", "model_user_factors", "model_item_factors"):
+        con.execute(f"delete from {table} where model = ?", [name])
+
+
+@dataclass
+class ModelContext:
+    """What a Python model sees: the connection, its settings, and helpers to read and write."""
+
+    con: duckdb.DuckDBPyConnection
+    name: str
+    settings: dict[str, Any]
+    top_n: int
+    threads: int
+    seed: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def training_matrix(self) -> sp.csr_matrix:
+        """Users x items CSR of int_train_interactions.confidence (float32), in index order."""
+        n_users, n_items = self.shape()
+        rows, cols, vals = self.con.execute(
+            """
+            select u.user_index, i.item_index, t.confidence::float
+            from int_train_interactions as t
+            inner join int_user_index as u on t.user_id = u.user_id
+            inner join int_item_index as i on t.video_id = i.video_id
+            """
+        ).fetchnumpy().values()
+        return sp.csr_matrix(
+            (np.asarray(vals, dtype=np.float32), (np.asarray(rows), np.asarray(cols))),
+            shape=(n_users, n_items),
+        )
+
+    def shape(self) -> tuple[int, int]:
+        return (
+            self.con.execute("select count(*) from int_user_index").fetchone()[0],
+            self.con.execute("select count(*) from int_item_index").fetchone()[0],
+        )
+
+    def eval_candidates(self) -> sp.csr_matrix:
+        """Small-matrix users x items, 1 where the pair is a candidate (has ground truth)."""
+        n_users, n_items = self.shape()
+        rows, cols = self.con.execute(
+            """
+            select u.user_index, i.item_index
+            from int_ground_truth as g
+            inner join int_user_index as u on g.user_id = u.user_id
+            inner join int_item_index as i on g.video_id = i.video_id
+            """
+        ).fetchnumpy().values()
+        data = np.ones(len(rows), dtype=np.float32)
+        return sp.csr_matrix((data, (np.asarray(rows), np.asarray(cols))), shape=(n_users, n_items))
+
+    def _write_scores(self, user_index, item_index, score) -> None:
+        frame = pd.DataFrame(
+            {
+                "user_index": np.asarray(user_index, dtype=np.int32),
+                "item_index": np.asarray(item_index, dtype=np.int32),
+                "score": np.asarray(score, dtype=np.float64),
+            }
+        )
+        self.con.register("model_index_scores", frame)
+        try:
+            self.con.execute(
+                """
+                create or replace temp table model_user_scores as
+                select u.user_id, i.video_id, s.score
+                from model_index_scores as s
+                inner join int_user_index as u on s.user_index = u.user_index
+                inner join int_item_index as i on s.item_index = i.item_index
+                """
+            )
+        finally:
+            self.con.unregister("model_index_scores")
+
+    def write_recommendation_scores(self, user_index, item_index, score) -> int:
+        """Scores (by index) of at least the top-N unseen videos per user -> recommendations."""
+        self._write_scores(user_index, item_index, score)
+        return _insert_ranked(self.con, "recommendations", "recommend_from_user_scores")
+
+    def write_eval_scores(self, user_index, item_index, score) -> int:
+        """Scores (by index) of at least the top-N candidates per small-matrix user."""
+        self._write_scores(user_index, item_index, score)
+        return _insert_ranked(self.con, "eval_rankings", "evaluate_from_user_scores")
+
+    def write_factors(self, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
+        """Row i of user_factors belongs to user_index i; likewise for items."""
+        for table, key, index_table, index_col, factors in (
+            ("model_user_factors", "user_id", "int_user_index", "user_index", user_factors),
+            ("model_item_factors", "video_id", "int_item_index", "item_index", item_factors),
+        ):
+            factors = np.ascontiguousarray(factors, dtype=np.float32)
+            frame = pd.DataFrame(
+                {"idx": np.arange(len(factors), dtype=np.int32), "factors": list(factors)}
+            )
+            self.con.register("model_factor_rows", frame)
+            try:
+                self.con.execute(
+                    f"""
+                    insert into {table}
+                    select getvariable('model_name'), m.{key}, f.factors::float[]
+                    from model_factor_rows as f
+                    inner join {index_table} as m on f.idx = m.{index_col}
+                    order by m.{key}
+                    """
+                )
+            finally:
+                self.con.unregister("model_factor_rows")
+
+
+def top_n_per_row(
+    scores: np.ndarray, n: int, exclude: sp.csr_matrix | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and scores of the n best entries of each row (dense scores)."""
+    scores = np.array(scores, dtype=np.float64, copy=True)
+    if exclude is not None:
+        scores[exclude.nonzero()] = -np.inf
+    n = min(n, scores.shape[1])
+    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    return part, np.take_along_axis(scores, part, axis=1)
+
+
+def run_model(
+    con: duckdb.DuckDBPyConnection, model: Model, settings: dict[str, Any], top_n: int,
+    threads: int, seed: int,
+) -> dict[str, float]:  # fmt: skip
+    """Run one model into the contract tables; returns timings in seconds."""
+    con.execute("set variable model_name = ?", [model.name])
+    clear_model(con, model.name)
+    started = time.perf_counter()
+    if model.is_sql:
+        body = select_body(model.path.read_text(encoding="utf-8"))
+        con.execute(f"create or replace temp table model_scores_raw as {body}")
+        columns = [r[0] for r in con.execute("describe model_scores_raw").fetchall()]
+        if {"user_id", "video_id", "score"} <= set(columns):
+            con.execute("create or replace temp table model_user_scores as "
+                        "select user_id, video_id, score from model_scores_raw")  # fmt: skip
+            n_recs = _insert_ranked(con, "recommendations", "recommend_from_user_scores")
+            n_eval = _insert_ranked(con, "eval_rankings", "evaluate_from_user_scores")
+        elif {"video_id", "score"} <= set(columns):
+            con.execute("create or replace temp table model_item_scores as "
+                        "select video_id, score from model_scores_raw")  # fmt: skip
+            n_recs = _insert_ranked(con, "recommendations", "recommend_from_item_scores")
+            n_eval = _insert_ranked(con, "eval_rankings", "evaluate_from_item_scores")
+        else:
+            raise UserError(
+                f"{model.path}: a SQL model must select video_id, score "
+                f"(or user_id, video_id, score); it gives {', '.join(columns)}"
+            )
+        timings = {"seconds": time.perf_counter() - started}
+    else:
+        module = load_module(model)
+        ctx = ModelContext(con, model.name, settings, top_n, threads, seed)
+        module.run(ctx)
+        timings = {"seconds": time.perf_counter() - started, **ctx.timings}
+        n_recs, n_eval = con.execute(
+            "select (select count(*) from recommendations where model = $1),"
+            " (select count(*) from eval_rankings where model = $1)",
+            [model.name],
+        ).fetchone()
+    for temp in ("model_scores_raw", "model_item_scores", "model_user_scores"):
+        con.execute(f"drop table if exists temp.{temp}")
+    log.info(
+        "  model %s: %s recommendations, %s eval rankings in %.1f s",
+        model.name, f"{n_recs:,}", f"{n_eval:,}", timings["seconds"],
+    )  # fmt: skip
+    return timings

@@ -1,0 +1,106 @@
+"""The SQL files of the project: where they are, what each becomes, and in which order.
+
+A file's name is its relation's name and its folder decides what it becomes (see FOLDERS).
+A file depends on every other project relation it names; stages run in dependency order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = PROJECT_ROOT / "sql"
+MODELS_DIR = PROJECT_ROOT / "models"
+CATALOG_FILE = SQL_DIR / "catalog.toml"
+
+# folder -> materialisation. Tables are built before the models run, views after them.
+FOLDERS = {
+    "staging": "table",
+    "intermediate": "table",
+    "features": "table",
+    "public": "view",
+    "eval": "view",
+    "audits": "audit",
+}
+RANKING_DIR = SQL_DIR / "ranking"  # per-model templates, run once per model
+
+# Relations the runner creates (the models fill them), so SQL files may depend on them.
+CONTRACT_TABLES = {
+    "recommendations": "model varchar, user_id integer, rank integer, video_id integer, "
+    "score double",
+    "eval_rankings": "model varchar, user_id integer, rank integer, video_id integer, "
+    "score double",
+    "model_user_factors": "model varchar, user_id integer, factors float[]",
+    "model_item_factors": "model varchar, video_id integer, factors float[]",
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    kind: str  # table, view or audit
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+def strip_comments(sql: str) -> str:
+    """SQL without comments and string literals (for scanning the names it uses)."""
+    # One pass, leftmost match first: a quote inside a comment does not start a string.
+    return re.sub(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", " ", sql, flags=re.S)
+
+
+def select_body(sql: str) -> str:
+    """The statement of a SQL file, without a trailing semicolon."""
+    return sql.strip().rstrip(";").strip()
+
+
+def discover(sql_dir: Path = SQL_DIR) -> list[Stage]:
+    stages = []
+    for folder, kind in FOLDERS.items():
+        for path in sorted((sql_dir / folder).glob("*.sql")):
+            stages.append(Stage(path.stem, kind, path))
+    names = [s.name for s in stages]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise ValueError(f"two SQL files define {', '.join(sorted(duplicates))}")
+    return stages
+
+
+def dependencies(stage: Stage, known: set[str]) -> set[str]:
+    words = set(re.findall(r"[a-z_][a-z0-9_]*", strip_comments(stage.sql).lower()))
+    return (words & known) - {stage.name}
+
+
+def ordered(stages: list[Stage]) -> list[Stage]:
+    """Stages in an order where each comes after every stage it names (a topological sort,
+    stable by folder then name). A cycle is an error naming its members."""
+    by_name = {s.name: s for s in stages}
+    known = set(by_name)
+    deps = {s.name: dependencies(s, known) for s in stages}
+    done: list[Stage] = []
+    placed: set[str] = set()
+    pending = list(stages)
+    while pending:
+        ready = [s for s in pending if deps[s.name] <= placed]
+        if not ready:
+            raise ValueError("SQL stages depend on each other in a cycle: "
+                             + ", ".join(s.name for s in pending))  # fmt: skip
+        first = ready[0]
+        done.append(first)
+        placed.add(first.name)
+        pending.remove(first)
+    for s in done:
+        if s.kind == "table":
+            views = [d for d in deps[s.name] if by_name[d].kind != "table"]
+            if views:
+                raise ValueError(f"table {s.name} depends on view(s) {', '.join(views)}")
+    return done
+
+
+def ranking_sql(name: str) -> str:
+    return select_body((RANKING_DIR / f"{name}.sql").read_text(encoding="utf-8"))

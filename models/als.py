@@ -1,0 +1,80 @@
+"""als: implicit-feedback matrix factorisation (Hu, Koren and Volinsky 2008) with implicit.
+
+Input: int_train_interactions.confidence per (user, video) training pair,
+    confidence = 1 + confidence_alpha * ln(1 + sum of the pair's watch ratios capped at
+    watch_ratio_cap); unobserved pairs have preference 0 and confidence 1.
+Output: user and item factors (model_user_factors, model_item_factors), the top-N unseen
+videos of every big-matrix user, and the top-N candidates of every small-matrix user, scored by
+the dot product of the two factor vectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import numpy as np
+
+from kuairec_db.hooks import ModelContext, top_n_per_row
+
+log = logging.getLogger(__name__)
+
+# The seed notebook's settings.
+DEFAULTS = {"factors": 128, "regularization": 0.15, "iterations": 15}
+
+EVAL_BATCH_USERS = 512
+
+
+def fit(ctx: ModelContext, matrix):
+    """Fit ALS on the users x items confidence matrix with a fixed seed and BLAS threads."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    # implicit parallelises over users itself; a multi-threaded BLAS on top only contends.
+    with threadpool_limits(limits=1, user_api="blas"):
+        model = AlternatingLeastSquares(
+            factors=int(ctx.settings["factors"]),
+            regularization=float(ctx.settings["regularization"]),
+            iterations=int(ctx.settings["iterations"]),
+            random_state=ctx.seed,
+            num_threads=ctx.threads,
+            calculate_training_loss=False,
+        )
+        model.fit(matrix, show_progress=sys.stderr.isatty())
+    return model
+
+
+def run(ctx: ModelContext) -> None:
+    matrix = ctx.training_matrix()
+    n_users, n_items = matrix.shape
+    started = time.perf_counter()
+    model = fit(ctx, matrix)
+    ctx.timings["fit_seconds"] = time.perf_counter() - started
+    user_factors = np.asarray(model.user_factors)
+    item_factors = np.asarray(model.item_factors)
+    ctx.write_factors(user_factors, item_factors)
+
+    started = time.perf_counter()
+    users = np.arange(n_users)
+    ids, scores = model.recommend(
+        users, matrix, N=min(ctx.top_n, n_items), filter_already_liked_items=True
+    )
+    rows = np.repeat(users, ids.shape[1])
+    keep = (ids.ravel() >= 0) & np.isfinite(scores.ravel())
+    ctx.write_recommendation_scores(rows[keep], ids.ravel()[keep], scores.ravel()[keep])
+
+    candidates = ctx.eval_candidates()
+    eval_users = np.flatnonzero(np.diff(candidates.indptr))
+    parts = []
+    for start in range(0, len(eval_users), EVAL_BATCH_USERS):
+        batch = eval_users[start : start + EVAL_BATCH_USERS]
+        mask = candidates[batch]
+        dense = user_factors[batch] @ item_factors.T
+        dense[mask.toarray() == 0] = -np.inf
+        cols, best = top_n_per_row(dense, ctx.top_n)
+        ok = np.isfinite(best)
+        parts.append((np.repeat(batch, cols.shape[1])[ok.ravel()], cols[ok], best[ok]))
+    if parts:
+        ctx.write_eval_scores(*(np.concatenate(p) for p in zip(*parts)))
+    ctx.timings["score_seconds"] = time.perf_counter() - started

@@ -1,0 +1,48 @@
+-- feat_user_activity: one row per big-matrix user: training activity and profile features.
+-- n_active_days counts distinct local dates of the user's training views.
+with
+
+users as (
+    select * from int_user_index
+),
+
+train_events as (
+    select * from int_train_events
+),
+
+profiles as (
+    select * from stg_user_features
+),
+
+per_user as (
+    select
+        user_id,
+        count(*) as n_views,
+        count(distinct video_id) as n_videos,
+        count(distinct event_at::date) as n_active_days,
+        avg(watch_ratio) as mean_watch_ratio,
+        min(event_at) as first_view_at,
+        max(event_at) as last_view_at
+    from train_events
+    group by all
+),
+
+final as (
+    select
+        users.user_id,
+        coalesce(per_user.n_views, 0) as n_views,
+        coalesce(per_user.n_videos, 0) as n_videos,
+        coalesce(per_user.n_active_days, 0) as n_active_days,
+        per_user.mean_watch_ratio,
+        per_user.first_view_at,
+        per_user.last_view_at,
+        profiles.user_active_degree,
+        profiles.is_video_author,
+        profiles.is_live_streamer,
+        profiles.n_register_days
+    from users
+    left join per_user on users.user_id = per_user.user_id
+    left join profiles on users.user_id = profiles.user_id
+)
+
+select * from final

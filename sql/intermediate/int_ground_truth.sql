@@ -1,0 +1,62 @@
+-- int_ground_truth: one row per (user, video) pair of the small matrix, labelled and split.
+-- watch_ratio is the pair's largest over its views (a few pairs have more than one).
+-- label 'ratio': relevant when watch_ratio > label_threshold.
+-- label 'debiased': relevant when watch_ratio > ratio_threshold of the video's duration bucket
+-- (int_label_buckets: the bucket with the largest min_duration_ms not above the duration).
+-- split: 'tune' when the first 8 hex digits of md5(user_id) mod 100 < tune_percent, else 'test'.
+with
+
+small_events as (
+    select * from int_small_matrix_events
+),
+
+buckets as (
+    select * from int_label_buckets
+),
+
+pairs as (
+    select
+        user_id,
+        video_id,
+        max(video_duration_ms) as video_duration_ms,
+        max(watch_ratio) as watch_ratio,
+        count(*) as n_views
+    from small_events
+    group by all
+),
+
+pair_buckets as (
+    select
+        pairs.user_id,
+        pairs.video_id,
+        coalesce(max(buckets.duration_bucket), 1) as duration_bucket
+    from pairs
+    left join buckets on pairs.video_duration_ms >= buckets.min_duration_ms
+    group by all
+),
+
+final as (
+    select
+        pairs.user_id,
+        pairs.video_id,
+        pairs.watch_ratio,
+        pairs.video_duration_ms,
+        pairs.n_views,
+        case getvariable('label')
+            when 'ratio' then getvariable('label_threshold')
+            else buckets.ratio_threshold
+        end as relevance_threshold,
+        coalesce(pairs.watch_ratio > relevance_threshold, false) as is_relevant,
+        case
+            when ('0x' || left(md5(pairs.user_id::varchar), 8))::bigint % 100
+                < getvariable('tune_percent')
+                then 'tune'
+            else 'test'
+        end as split
+    from pairs
+    inner join pair_buckets
+        on pairs.user_id = pair_buckets.user_id and pairs.video_id = pair_buckets.video_id
+    left join buckets on pair_buckets.duration_bucket = buckets.duration_bucket
+)
+
+select * from final

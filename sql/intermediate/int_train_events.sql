@@ -1,0 +1,24 @@
+-- int_train_events: one row per training view event: the deduplicated big matrix minus leak pairs.
+with
+
+big_events as (
+    select * from int_big_matrix_events
+),
+
+leak_pairs as (
+    select * from int_leak_pairs
+),
+
+final as (
+    select big_events.*
+    from big_events
+    where not exists (
+        select 1
+        from leak_pairs
+        where
+            leak_pairs.user_id = big_events.user_id
+            and leak_pairs.video_id = big_events.video_id
+    )
+)
+
+select * from final
