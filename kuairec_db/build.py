@@ -111,8 +111,10 @@ def _lock_path(target: Path) -> Path:
 
 def _temp_paths(target: Path) -> tuple[Path, Path]:
     pid = os.getpid()
-    return (target.with_name(f".{target.name}.building-{pid}"),
-            target.with_name(f".{target.name}.work-{pid}"))  # fmt: skip
+    return (
+        target.with_name(f".{target.name}.building-{pid}"),
+        target.with_name(f".{target.name}.work-{pid}"),
+    )
 
 
 def acquire_lock(target: Path):
@@ -173,20 +175,39 @@ def csv_error_message(exc: duckdb.Error, src: sources.DataSource, source: str) -
     )
     if convert:
         column, _, value, type_name = convert.groups()
-        expected = {"INTEGER": "an integer", "BIGINT": "an integer", "DOUBLE": "a number",
-                    "TIMESTAMP": "a timestamp like 2020-07-05 00:08:23.438"}  # fmt: skip
+        expected = {
+            "INTEGER": "an integer",
+            "BIGINT": "an integer",
+            "DOUBLE": "a number",
+            "TIMESTAMP": "a timestamp like 2020-07-05 00:08:23.438",
+        }
         reason = f' column {column}: "{value[:60]}" is not {expected.get(type_name, type_name)}'
     else:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         reason_line = next(
-            (ln for ln in lines if re.match(r"(Expected Number of Columns|Value with unterminated"
-                                            r"|Invalid unicode|Maximum line size)", ln)),
+            (
+                ln
+                for ln in lines
+                if re.match(
+                    r"(Expected Number of Columns|Value with unterminated"
+                    r"|Invalid unicode|Maximum line size)",
+                    ln,
+                )
+            ),
             None,
-        )  # fmt: skip
+        )
         if reason_line is None:
-            reason_line = re.sub(r"^[A-Za-z ]*Error: ", "", lines[0] if lines else type(exc).__name__)
+            reason_line = re.sub(
+                r"^[A-Za-z ]*Error: ", "", lines[0] if lines else type(exc).__name__
+            )
             reason_line = re.sub(r"CSV Error on Line: \d+", "", reason_line).strip() or "bad CSV"
-        reason = " " + reason_line.replace("Expected Number of Columns", "expected columns")
+        count = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", reason_line)
+        if count:
+            reason_line = (
+                f"{count.group(2)} fields where {count.group(1)} were expected "
+                "(a truncated or malformed line)"
+            )
+        reason = " " + reason_line
         if "unterminated" in reason_line:
             reason += " (a quoted field never ends: is the file truncated?)"
     return f"{display}:{where}{reason}"
@@ -196,22 +217,17 @@ def csv_error_message(exc: duckdb.Error, src: sources.DataSource, source: str) -
 # The build
 
 
-def _csv_view_sql(source: str, path: Path, header: list[str], newline: str) -> str:
+def _csv_view_sql(source: str, path: Path, header: list[str]) -> str:
     _, types = SOURCES[source]
-    columns = ", ".join(f"'{col.replace(chr(39), chr(39) * 2)}': '{types.get(col, 'VARCHAR')}'"
-                        for col in header)  # fmt: skip
+    columns = ", ".join(
+        f"'{col.replace(chr(39), chr(39) * 2)}': '{types.get(col, 'VARCHAR')}'" for col in header
+    )
     quoted = str(path).replace("'", "''")
     return (
         f"create or replace temp view src_{source} as select * from read_csv('{quoted}', "
         f"columns = {{{columns}}}, auto_detect = false, header = true, delim = ',', "
-        f"quote = '\"', escape = '\"', new_line = '{newline}', strict_mode = true)"
+        f"quote = '\"', escape = '\"', strict_mode = true)"
     )
-
-
-def _newline_of(path: Path) -> str:
-    with open(path, "rb") as fh:
-        first = fh.readline()
-    return "\\r\\n" if first.endswith(b"\r\n") else "\\n"
 
 
 def _file_facts(src: sources.DataSource) -> dict[str, str]:
@@ -235,9 +251,7 @@ def _select_models(params: BuildParams) -> list[hooks.Model]:
     names = params.models if params.models is not None else list(available)
     unknown = [n for n in names if n not in available]
     if unknown:
-        raise UserError(
-            f"unknown model(s) {', '.join(unknown)}; available: {', '.join(available)}"
-        )
+        raise UserError(f"unknown model(s) {', '.join(unknown)}; available: {', '.join(available)}")
     for name in params.settings:
         if name not in names:
             raise UserError(f"--set names model {name!r}, which this build does not run")
@@ -258,10 +272,12 @@ def _model_settings(model: hooks.Model, overrides: dict[str, Any]) -> dict[str, 
 def apply_comments(con: duckdb.DuckDBPyConnection, catalog_file: Path = stages.CATALOG_FILE):
     """COMMENT ON every relation and column described in sql/catalog.toml."""
     catalog = tomllib.loads(catalog_file.read_text(encoding="utf-8"))
-    kinds = dict(con.execute(
-        "select table_name, case when table_type = 'VIEW' then 'view' else 'table' end "
-        "from information_schema.tables where table_catalog = current_database()"
-    ).fetchall())  # fmt: skip
+    kinds = dict(
+        con.execute(
+            "select table_name, case when table_type = 'VIEW' then 'view' else 'table' end "
+            "from information_schema.tables where table_catalog = current_database()"
+        ).fetchall()
+    )
 
     def quote(text: str) -> str:
         return "'" + " ".join(text.split()).replace("'", "''") + "'"
@@ -289,8 +305,12 @@ def _run_stage(con, stage: stages.Stage, src: sources.DataSource | None) -> None
         raise
     if stage.kind == "table":
         n = con.execute(f"select count(*) from {stage.name}").fetchone()[0]
-        log.info("  %-28s table %12s rows %6.1f s", stage.name, f"{n:,}",
-                 time.perf_counter() - started)  # fmt: skip
+        if n == 0 and src is not None and stage.name.removeprefix("stg_") in SOURCES:
+            # check_header saw a data row: zero rows means the reader misread the file.
+            raise UserError(f"{src.display[stage.name[4:]]}: no rows could be read")
+        log.info(
+            "  %-28s table %12s rows %6.1f s", stage.name, f"{n:,}", time.perf_counter() - started
+        )
 
 
 def run_audits(con, audit_stages: list[stages.Stage]) -> None:
@@ -325,13 +345,14 @@ def build(params: BuildParams) -> BuildResult:
         headers, bare_crs = sources.prepare(src, work)
 
         con = duckdb.connect(config=_duckdb_config(params, work))
-        con.execute(f"attach '{_sql_str(temp_db)}' as kuairec (storage_version '{STORAGE_VERSION}')")
+        con.execute(
+            f"attach '{_sql_str(temp_db)}' as kuairec (storage_version '{STORAGE_VERSION}')"
+        )
         con.execute("use kuairec")
         for name, value in params.sql_variables().items():
             con.execute(f"set variable {name} = ?", [value])
         for source, header in headers.items():
-            con.execute(_csv_view_sql(source, src.files[source], header,
-                                      _newline_of(src.files[source])))  # fmt: skip
+            con.execute(_csv_view_sql(source, src.files[source], header))
 
         all_stages = stages.ordered(stages.discover())
         log.info("loading and preparing (%s)", src.location)
@@ -351,8 +372,16 @@ def build(params: BuildParams) -> BuildResult:
         run_audits(con, [s for s in all_stages if s.kind == "audit"])
         warnings.extend(_data_warnings(con))
         finished_at = datetime.now(timezone.utc)
-        info = _build_info(params, src, model_settings, model_timings, bare_crs, started_at,
-                           finished_at, time.perf_counter() - started)  # fmt: skip
+        info = _build_info(
+            params,
+            src,
+            model_settings,
+            model_timings,
+            bare_crs,
+            started_at,
+            finished_at,
+            time.perf_counter() - started,
+        )
         con.execute("create or replace table build_info (key varchar, value varchar)")
         con.executemany("insert into build_info values (?, ?)", sorted(info.items()))
         apply_comments(con)
@@ -405,8 +434,10 @@ def _resolve_data(params: BuildParams, work: Path) -> sources.DataSource:
     log.warning(
         "NO KUAIREC DATA FOUND: building on the SYNTHETIC DEMO dataset (scale %s, seed %s).\n"
         "  Its numbers say nothing about KuaiRec. For the real data run:\n    %s",
-        params.demo_scale, params.demo_seed, sources.GET_REAL_DATA,
-    )  # fmt: skip
+        params.demo_scale,
+        params.demo_seed,
+        sources.GET_REAL_DATA,
+    )
     demo.generate(folder, scale=params.demo_scale, seed=params.demo_seed)
     src = sources.resolve_path(folder, work)
     src.kind = "synthetic_demo"
@@ -422,15 +453,18 @@ def _data_warnings(con) -> list[str]:
         "select n_rows from data_quality where step = 'leak_pairs' and source = 'big_matrix.csv'"
     ).fetchone()[0]
     if leaks:
-        out.append(f"{leaks:,} (user, video) pairs are in both matrices: removed from training "
-                   "(see int_leak_pairs and data_quality)")  # fmt: skip
+        out.append(
+            f"{leaks:,} (user, video) pairs are in both matrices: removed from training "
+            "(see int_leak_pairs and data_quality)"
+        )
     for message in out:
         log.warning("warning: %s", message)
     return out
 
 
-def _build_info(params, src, model_settings, model_timings, bare_crs, started_at, finished_at,
-                seconds) -> dict[str, str]:  # fmt: skip
+def _build_info(
+    params, src, model_settings, model_timings, bare_crs, started_at, finished_at, seconds
+) -> dict[str, str]:
     import implicit
     import numpy
 

@@ -18,8 +18,13 @@ def _commands() -> list:
     # Each command module exposes register(subparsers) and sets args.func.
     from kuairec_db import commands, download
 
-    return [commands.register_build, download.register, commands.register_recommend,
-            commands.register_metrics, commands.register_demo]  # fmt: skip
+    return [
+        commands.register_build,
+        download.register,
+        commands.register_recommend,
+        commands.register_metrics,
+        commands.register_demo,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

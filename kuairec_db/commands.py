@@ -19,8 +19,9 @@ RAW = argparse.RawDescriptionHelpFormatter
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
-                        help=f"database file (default: ./{DEFAULT_DB})")  # fmt: skip
+    parser.add_argument(
+        "--db", default=DEFAULT_DB, metavar="PATH", help=f"database file (default: ./{DEFAULT_DB})"
+    )
 
 
 def _int_list(text: str) -> list[int]:
@@ -65,27 +66,77 @@ def register_build(sub) -> None:
     _add_db(p)
     p.add_argument("--data", type=Path, metavar="PATH", help="KuaiRec folder or KuaiRec.zip")
     p.add_argument("--demo", action="store_true", help="use the synthetic demo even if data exists")
-    p.add_argument("--demo-scale", type=float, default=0.1, metavar="S",
-                   help="demo size as a share of KuaiRec's users and videos (default 0.1)")
-    p.add_argument("--models", type=_name_list, metavar="A,B",
-                   help="models to run (default: every file in models/)")
-    p.add_argument("--set", dest="settings", type=_setting, action="append", default=[],
-                   metavar="MODEL.KEY=VALUE", help="override a model setting, e.g. als.factors=64")
-    p.add_argument("--top-n", type=int, default=100, metavar="N",
-                   help="videos per user in recommendations and eval_rankings (default 100)")
-    p.add_argument("--k", type=_int_list, default=[5, 10, 20, 50], metavar="K,K",
-                   help="metric cutoffs (default 5,10,20,50)")
-    p.add_argument("--label", choices=LABELS, default="debiased",
-                   help="relevance label of the small matrix (default debiased; see README)")
-    p.add_argument("--label-threshold", type=float, default=2.0, metavar="X",
-                   help="--label ratio: relevant when watch_ratio > X (default 2.0)")
-    p.add_argument("--label-quantile", type=float, default=0.8, metavar="Q",
-                   help="--label debiased: relevant above this quantile of training views of "
-                   "videos of similar length (default 0.8)")
-    p.add_argument("--confidence-alpha", type=float, default=2.0, metavar="A",
-                   help="ALS confidence = 1 + A * ln(1 + capped watch ratio sum) (default 2.0)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, metavar="N",
-                   help="threads for DuckDB and the models (default: all cores)")
+    p.add_argument(
+        "--demo-scale",
+        type=float,
+        default=0.1,
+        metavar="S",
+        help="demo size as a share of KuaiRec's users and videos (default 0.1)",
+    )
+    p.add_argument(
+        "--models",
+        type=_name_list,
+        metavar="A,B",
+        help="models to run (default: every file in models/)",
+    )
+    p.add_argument(
+        "--set",
+        dest="settings",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="MODEL.KEY=VALUE",
+        help="override a model setting, e.g. als.factors=64",
+    )
+    p.add_argument(
+        "--top-n",
+        type=int,
+        default=100,
+        metavar="N",
+        help="videos per user in recommendations and eval_rankings (default 100)",
+    )
+    p.add_argument(
+        "--k",
+        type=_int_list,
+        default=[5, 10, 20, 50],
+        metavar="K,K",
+        help="metric cutoffs (default 5,10,20,50)",
+    )
+    p.add_argument(
+        "--label",
+        choices=LABELS,
+        default="debiased",
+        help="relevance label of the small matrix (default debiased; see README)",
+    )
+    p.add_argument(
+        "--label-threshold",
+        type=float,
+        default=2.0,
+        metavar="X",
+        help="--label ratio: relevant when watch_ratio > X (default 2.0)",
+    )
+    p.add_argument(
+        "--label-quantile",
+        type=float,
+        default=0.8,
+        metavar="Q",
+        help="--label debiased: relevant above this quantile of training views of "
+        "videos of similar length (default 0.8)",
+    )
+    p.add_argument(
+        "--confidence-alpha",
+        type=float,
+        default=2.0,
+        metavar="A",
+        help="ALS confidence = 1 + A * ln(1 + capped watch ratio sum) (default 2.0)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="threads for DuckDB and the models (default: all cores)",
+    )
     p.add_argument("--memory-limit", metavar="SIZE", help="DuckDB memory limit, e.g. 4GB")
     p.set_defaults(func=run_build)
 
@@ -95,12 +146,21 @@ def run_build(args) -> int:
     for model, key, value in args.settings:
         settings.setdefault(model, {})[key] = value
     params = BuildParams(
-        db=Path(args.db), data=args.data, demo=args.demo, demo_scale=args.demo_scale,
-        models=args.models, settings=settings, top_n=args.top_n, k=args.k, label=args.label,
-        label_threshold=args.label_threshold, label_quantile=args.label_quantile,
-        confidence_alpha=args.confidence_alpha, threads=args.threads,
+        db=Path(args.db),
+        data=args.data,
+        demo=args.demo,
+        demo_scale=args.demo_scale,
+        models=args.models,
+        settings=settings,
+        top_n=args.top_n,
+        k=args.k,
+        label=args.label,
+        label_threshold=args.label_threshold,
+        label_quantile=args.label_quantile,
+        confidence_alpha=args.confidence_alpha,
+        threads=args.threads,
         memory_limit=args.memory_limit,
-    )  # fmt: skip
+    )
     result = build(params)
     print(f"built {result.db} in {result.seconds:.1f} s from {result.data_location}")
     if result.data_kind == "synthetic_demo":
@@ -126,11 +186,12 @@ def connect_read_only(db: str) -> duckdb.DuckDBPyConnection:
 
 def register_recommend(sub) -> None:
     p = sub.add_parser(
-        "recommend", help="print one user's recommendations with captions",
+        "recommend",
+        help="print one user's recommendations with captions",
         formatter_class=RAW,
         epilog="examples:\n  python -m kuairec_db recommend 14\n"
         "  python -m kuairec_db recommend 14 --model popularity --n 20",
-    )  # fmt: skip
+    )
     _add_db(p)
     p.add_argument("user_id", type=int, help="a big-matrix user id")
     p.add_argument("--model", default="als", help="model name (default als)")
@@ -140,8 +201,10 @@ def register_recommend(sub) -> None:
 
 def run_recommend(args) -> int:
     con = connect_read_only(args.db)
-    models = [r[0] for r in con.execute(
-        "select distinct model from recommendations order by 1").fetchall()]  # fmt: skip
+    models = [
+        r[0]
+        for r in con.execute("select distinct model from recommendations order by 1").fetchall()
+    ]
     if args.model not in models:
         raise UserError(f"no model {args.model!r} in {args.db}; it has: {', '.join(models)}")
     rows = con.execute(
@@ -155,8 +218,9 @@ def run_recommend(args) -> int:
         [args.model, args.user_id, args.n],
     ).fetchall()
     if not rows:
-        known = con.execute("select count(distinct user_id) from recommendations where model = ?",
-                            [args.model]).fetchone()[0]  # fmt: skip
+        known = con.execute(
+            "select count(distinct user_id) from recommendations where model = ?", [args.model]
+        ).fetchone()[0]
         raise UserError(
             f"unknown user id {args.user_id}: not among the {known:,} big-matrix users of {args.db}"
         )
@@ -172,18 +236,29 @@ def run_recommend(args) -> int:
 
 def register_metrics(sub) -> None:
     p = sub.add_parser(
-        "metrics", help="print the leaderboard (model x metric@k)",
+        "metrics",
+        help="print the leaderboard (model x metric@k)",
         formatter_class=RAW,
         epilog="examples:\n  python -m kuairec_db metrics\n"
         "  python -m kuairec_db metrics --split tune --k 10",
-    )  # fmt: skip
+    )
     _add_db(p)
-    p.add_argument("--split", choices=("test", "tune", "all"), default="test",
-                   help="users to report on (default test)")  # fmt: skip
-    p.add_argument("--k", type=_int_list, metavar="K,K", help="cutoffs to show (default: all)")
-    p.add_argument("--metrics", type=_name_list, metavar="M,M",
-                   default=["precision", "recall", "ndcg", "map", "hit_rate", "mrr"],
-                   help="metrics to show (default: all six)")  # fmt: skip
+    p.add_argument(
+        "--split",
+        choices=("test", "tune", "all"),
+        default="test",
+        help="users to report on (default test)",
+    )
+    p.add_argument(
+        "--k", type=_int_list, default=[10], metavar="K,K", help="cutoffs to show (default 10)"
+    )
+    p.add_argument(
+        "--metrics",
+        type=_name_list,
+        metavar="M,M",
+        default=["precision", "recall", "ndcg", "map", "hit_rate", "mrr"],
+        help="metrics to show (default: all six)",
+    )
     p.set_defaults(func=run_metrics)
 
 
@@ -198,19 +273,24 @@ def run_metrics(args) -> int:
         raise UserError(f"{args.db}: eval_metrics has no rows for split {args.split}")
     ks = sorted({r[1] for r in rows if args.k is None or r[1] in args.k})
     if not ks:
-        raise UserError(f"--k: none of {args.k} in the database (it has {sorted({r[1] for r in rows})})")
+        raise UserError(
+            f"--k: none of {args.k} in the database (it has {sorted({r[1] for r in rows})})"
+        )
     values = {(m, k, metric): v for m, k, metric, v, _ in rows}
     n_users = max(r[4] for r in rows)
     columns = [(metric, k) for metric in args.metrics for k in ks]
     unknown = [m for m in args.metrics if not any(key[2] == m for key in values)]
     if unknown:
         raise UserError(f"--metrics: unknown {', '.join(unknown)}")
-    models = sorted({r[0] for r in rows},
-                    key=lambda m: -values.get((m, 10 if 10 in ks else ks[0], "ndcg"), 0))  # fmt: skip
+    models = sorted(
+        {r[0] for r in rows}, key=lambda m: -values.get((m, 10 if 10 in ks else ks[0], "ndcg"), 0)
+    )
     label = con.execute("select value from build_info where key = 'param.label'").fetchone()
     kind = con.execute("select value from build_info where key = 'data_kind'").fetchone()
-    print(f"split {args.split}: {n_users:,} users with a relevant video; label "
-          f"{label[0] if label else '?'}; data {kind[0] if kind else '?'}")  # fmt: skip
+    print(
+        f"split {args.split}: {n_users:,} users with a relevant video; label "
+        f"{label[0] if label else '?'}; data {kind[0] if kind else '?'}"
+    )
     width = max(len(m) for m in models) + 2
     header = "model".ljust(width) + "".join(f"{f'{m}@{k}':>13}" for m, k in columns)
     print(header)
@@ -222,14 +302,19 @@ def run_metrics(args) -> int:
 
 def register_demo(sub) -> None:
     p = sub.add_parser(
-        "demo", help="write the synthetic KuaiRec-shaped CSV files to a folder",
+        "demo",
+        help="write the synthetic KuaiRec-shaped CSV files to a folder",
         formatter_class=RAW,
         epilog="examples:\n  python -m kuairec_db demo --out demo-data\n"
         "  python -m kuairec_db build --data demo-data",
-    )  # fmt: skip
+    )
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write to")
-    p.add_argument("--scale", type=float, default=0.1,
-                   help="share of KuaiRec's users and videos (default 0.1; 1.0 = full size)")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=0.1,
+        help="share of KuaiRec's users and videos (default 0.1; 1.0 = full size)",
+    )
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     p.set_defaults(func=run_demo)
 
@@ -239,8 +324,9 @@ def run_demo(args) -> int:
 
     if not 0 < args.scale <= 1:
         raise UserError("--scale must be in (0, 1]")
-    counts = demo.generate(args.out, scale=args.scale, seed=args.seed,
-                           progress=lambda msg: log.info("%s", msg))  # fmt: skip
+    counts = demo.generate(
+        args.out, scale=args.scale, seed=args.seed, progress=lambda msg: log.info("%s", msg)
+    )
     for name, n in counts.items():
         print(f"{args.out / name}: {n:,} rows")
     return 0

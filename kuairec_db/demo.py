@@ -67,14 +67,17 @@ _HOUR_WEIGHTS = np.array(
 _TOPICS = 10
 _TAGS = 31
 _EXPOSURE_AFFINITY = 3.0  # log exposure odds per unit of taste affinity
-_ZIPF = 0.9  # popularity ~ rank ** -_ZIPF
+_ZIPF = 0.5  # popularity ~ rank ** -_ZIPF
+_POP_QUALITY_CORR = 0.7  # popular videos tend to be the better ones
 _WATCH_BASE_S = 7.5  # typical seconds watched, whatever the video length
-_LENGTH_ELASTICITY = 0.25  # watch time grows only weakly with video length
+_LENGTH_ELASTICITY = 0.55  # watch time grows only weakly with video length
 _WATCH_AFFINITY = 2.0  # log watch time per unit of taste affinity
-_AFFINITY_REF = 0.2
-_QUALITY_SD = 0.3
-_USER_SD = 0.2
-_NOISE_SD = 0.55
+_AFFINITY_REF = 0.175
+_QUALITY_SD = 0.15
+_USER_SD = 0.15
+_NOISE_SD = 0.4
+_FEED_EFFECT = -0.35  # log watch-time offset of big-matrix (feed) views
+_LENGTH_SD = 0.45  # log-sd of video length around the 9.6 s median
 _CHUNK_USERS = 256
 
 _Progress = Callable[[str], None] | None
@@ -83,40 +86,144 @@ _Progress = Callable[[str], None] | None
 # --- topics, tags and words --------------------------------------------------------------------
 # (name, first-level category id, second-level (id, name), third-level (id, name), words)
 _TOPIC_INFO = [
-    ("美食", 5, [(101, "家常菜谱"), (102, "探店"), (103, "美食测评")],
-     [(1001, "川菜"), (1002, "烘焙")], ["红烧肉", "小吃", "火锅", "烧烤", "甜品", "早餐", "做饭"]),
-    ("游戏", 8, [(111, "手机游戏"), (112, "游戏解说"), (113, "电竞")],
-     [(1011, "王者荣耀"), (1012, "和平精英")], ["上分", "操作", "手游", "主播", "通关", "五杀"]),
-    ("搞笑", 11, [(121, "搞笑段子"), (122, "情景剧"), (123, "搞笑配音")],
-     [(1021, "沙雕日常"), (1022, "整蛊")], ["段子", "笑死", "沙雕", "整蛊", "反转", "名场面"]),
-    ("宠物", 12, [(131, "猫"), (132, "狗"), (133, "萌宠日常")],
-     [(1031, "布偶猫"), (1032, "柯基")], ["猫咪", "狗狗", "铲屎官", "萌宠", "喵星人", "撒娇"]),
-    ("颜值", 14, [(141, "美女"), (142, "帅哥"), (143, "穿搭")],
-     [(1041, "汉服"), (1042, "妆容")], ["小姐姐", "小哥哥", "穿搭", "自拍", "氛围感", "微笑"]),
-    ("音乐", 17, [(151, "翻唱"), (152, "乐器演奏"), (153, "原创音乐")],
-     [(1051, "吉他弹唱"), (1052, "古风")], ["翻唱", "吉他", "弹唱", "钢琴", "原创", "好声音"]),
-    ("舞蹈", 20, [(161, "街舞"), (162, "广场舞"), (163, "舞蹈教学")],
-     [(1061, "手势舞"), (1062, "爵士舞")], ["街舞", "卡点", "编舞", "跳舞", "律动", "齐舞"]),
-    ("体育", 22, [(171, "篮球"), (172, "足球"), (173, "健身")],
-     [(1071, "NBA"), (1072, "跑步")], ["篮球", "足球", "健身", "扣篮", "进球", "训练"]),
-    ("汽车", 25, [(181, "汽车测评"), (182, "改装车"), (183, "用车知识")],
-     [(1081, "越野"), (1082, "新能源")], ["试驾", "改装", "越野", "新车", "提车", "自驾游"]),
-    ("情感", 27, [(191, "情感语录"), (192, "情感故事"), (193, "正能量")],
-     [(1091, "恋爱"), (1092, "亲情")], ["恋爱", "故事", "感动", "治愈", "正能量", "回忆"]),
-]  # fmt: skip
+    (
+        "美食",
+        5,
+        [(101, "家常菜谱"), (102, "探店"), (103, "美食测评")],
+        [(1001, "川菜"), (1002, "烘焙")],
+        ["红烧肉", "小吃", "火锅", "烧烤", "甜品", "早餐", "做饭"],
+    ),
+    (
+        "游戏",
+        8,
+        [(111, "手机游戏"), (112, "游戏解说"), (113, "电竞")],
+        [(1011, "王者荣耀"), (1012, "和平精英")],
+        ["上分", "操作", "手游", "主播", "通关", "五杀"],
+    ),
+    (
+        "搞笑",
+        11,
+        [(121, "搞笑段子"), (122, "情景剧"), (123, "搞笑配音")],
+        [(1021, "沙雕日常"), (1022, "整蛊")],
+        ["段子", "笑死", "沙雕", "整蛊", "反转", "名场面"],
+    ),
+    (
+        "宠物",
+        12,
+        [(131, "猫"), (132, "狗"), (133, "萌宠日常")],
+        [(1031, "布偶猫"), (1032, "柯基")],
+        ["猫咪", "狗狗", "铲屎官", "萌宠", "喵星人", "撒娇"],
+    ),
+    (
+        "颜值",
+        14,
+        [(141, "美女"), (142, "帅哥"), (143, "穿搭")],
+        [(1041, "汉服"), (1042, "妆容")],
+        ["小姐姐", "小哥哥", "穿搭", "自拍", "氛围感", "微笑"],
+    ),
+    (
+        "音乐",
+        17,
+        [(151, "翻唱"), (152, "乐器演奏"), (153, "原创音乐")],
+        [(1051, "吉他弹唱"), (1052, "古风")],
+        ["翻唱", "吉他", "弹唱", "钢琴", "原创", "好声音"],
+    ),
+    (
+        "舞蹈",
+        20,
+        [(161, "街舞"), (162, "广场舞"), (163, "舞蹈教学")],
+        [(1061, "手势舞"), (1062, "爵士舞")],
+        ["街舞", "卡点", "编舞", "跳舞", "律动", "齐舞"],
+    ),
+    (
+        "体育",
+        22,
+        [(171, "篮球"), (172, "足球"), (173, "健身")],
+        [(1071, "NBA"), (1072, "跑步")],
+        ["篮球", "足球", "健身", "扣篮", "进球", "训练"],
+    ),
+    (
+        "汽车",
+        25,
+        [(181, "汽车测评"), (182, "改装车"), (183, "用车知识")],
+        [(1081, "越野"), (1082, "新能源")],
+        ["试驾", "改装", "越野", "新车", "提车", "自驾游"],
+    ),
+    (
+        "情感",
+        27,
+        [(191, "情感语录"), (192, "情感故事"), (193, "正能量")],
+        [(1091, "恋爱"), (1092, "亲情")],
+        ["恋爱", "故事", "感动", "治愈", "正能量", "回忆"],
+    ),
+]
 _TAG_NAMES = [
-    "美食", "游戏", "搞笑", "宠物", "颜值", "音乐", "舞蹈", "体育", "汽车", "情感",
-    "家常", "电竞", "段子", "萌宠", "穿搭", "翻唱", "街舞", "健身", "用车", "语录",
-    "生活", "旅行", "亲子", "三农", "教育", "科技", "影视", "动漫", "时尚", "美妆", "综合",
-]  # fmt: skip
+    "美食",
+    "游戏",
+    "搞笑",
+    "宠物",
+    "颜值",
+    "音乐",
+    "舞蹈",
+    "体育",
+    "汽车",
+    "情感",
+    "家常",
+    "电竞",
+    "段子",
+    "萌宠",
+    "穿搭",
+    "翻唱",
+    "街舞",
+    "健身",
+    "用车",
+    "语录",
+    "生活",
+    "旅行",
+    "亲子",
+    "三农",
+    "教育",
+    "科技",
+    "影视",
+    "动漫",
+    "时尚",
+    "美妆",
+    "综合",
+]
 _GENERIC_WORDS = [
-    "今天", "一起", "大家", "分享", "记录", "生活", "快乐", "哈哈哈", "真的", "好看", "喜欢",
-    "关注我", "点赞", "评论区见", "第一次", "最后", "你们觉得呢", "太难了", "绝了", "每天",
-]  # fmt: skip
+    "今天",
+    "一起",
+    "大家",
+    "分享",
+    "记录",
+    "生活",
+    "快乐",
+    "哈哈哈",
+    "真的",
+    "好看",
+    "喜欢",
+    "关注我",
+    "点赞",
+    "评论区见",
+    "第一次",
+    "最后",
+    "你们觉得呢",
+    "太难了",
+    "绝了",
+    "每天",
+]
 _EMOJI = ["😂", "🤣", "❤️", "👍", "🔥", "😍", "🙏", "🎉", "🐱", "🏀", "🎵", "😭", "✨", "💪"]
 _COVER_WORDS = ["看到最后", "太好吃了", "笑不活了", "教程来了", "第二弹", "名场面", "必看"]
-_UPLOAD_TYPES = ["ShortImport", "LongImport", "Kmovie", "FollowShoot", "PictureSet", "Web",
-                 "ShareFromOtherApp", "LongPicture"]  # fmt: skip
+_UPLOAD_TYPES = [
+    "ShortImport",
+    "LongImport",
+    "Kmovie",
+    "FollowShoot",
+    "PictureSet",
+    "Web",
+    "ShareFromOtherApp",
+    "LongPicture",
+]
 _UPLOAD_TYPE_WEIGHTS = [0.45, 0.2, 0.1, 0.07, 0.06, 0.05, 0.04, 0.03]
 
 
@@ -198,9 +305,10 @@ def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
     act = np.where(
         kind < 0.12,
         rng.uniform(0.05, 0.45, n_u),
-        np.where(kind < 0.97, np.clip(rng.normal(1.05, 0.33, n_u), 0.3, None),
-                 rng.uniform(2.0, 8.5, n_u)),
-    )  # fmt: skip
+        np.where(
+            kind < 0.97, np.clip(rng.normal(1.05, 0.33, n_u), 0.3, None), rng.uniform(2.0, 8.5, n_u)
+        ),
+    )
     target_views = sizes.big_rows * (1 - _DUP_SHARE)
     views = np.maximum(max(3, round(100 * sizes.scale)), np.rint(act / act.sum() * target_views))
 
@@ -208,7 +316,7 @@ def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
     main_topic = rng.choice(k, size=n_v, p=rng.dirichlet(np.full(k, 6.0)))
     video_topics = 0.3 * rng.dirichlet(np.full(k, 0.5), size=n_v)
     video_topics[np.arange(n_v), main_topic] += 0.7
-    seconds = np.exp(rng.normal(math.log(9.6), 0.7, n_v))
+    seconds = np.exp(rng.normal(math.log(9.6), _LENGTH_SD, n_v))
     long_tail = rng.random(n_v) < 0.02
     seconds[long_tail] = np.exp(rng.normal(math.log(60.0), 0.7, long_tail.sum()))
     seconds = np.clip(seconds, 1.5, 315.0)
@@ -217,7 +325,9 @@ def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
     seconds[rng.integers(n_v)] = 315.0
     duration_ms = np.rint(seconds * 1000).astype(np.int64)
     quality = rng.normal(0.0, _QUALITY_SD, n_v)
-    pop_key = 0.5 * quality / _QUALITY_SD + math.sqrt(0.75) * rng.normal(size=n_v)
+    pop_key = _POP_QUALITY_CORR * quality / _QUALITY_SD + math.sqrt(
+        1 - _POP_QUALITY_CORR**2
+    ) * rng.normal(size=n_v)
     pop_rank = np.argsort(np.argsort(-pop_key))
     log_pop = -_ZIPF * np.log(pop_rank + 3.0)
 
@@ -231,19 +341,37 @@ def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
     is_small_user[small_users] = True
     is_small_video = np.zeros(n_v, bool)
     is_small_video[small_videos] = True
-    return _World(sizes, taste, main_topic, video_topics, duration_ms, quality, log_pop,
-                  user_bias, views.astype(np.int64), small_users, small_videos, is_small_user,
-                  is_small_video)  # fmt: skip
+    return _World(
+        sizes,
+        taste,
+        main_topic,
+        video_topics,
+        duration_ms,
+        quality,
+        log_pop,
+        user_bias,
+        views.astype(np.int64),
+        small_users,
+        small_videos,
+        is_small_user,
+        is_small_video,
+    )
 
 
 # --- interactions ------------------------------------------------------------------------------
 def _watch(
-    w: _World, users: np.ndarray, videos: np.ndarray, aff: np.ndarray, rng: np.random.Generator
+    w: _World,
+    users: np.ndarray,
+    videos: np.ndarray,
+    aff: np.ndarray,
+    rng: np.random.Generator,
+    offset: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Play duration (ms) and watch_ratio of views."""
     sec = w.duration_ms[videos] / 1000.0
     log_play = (
         math.log(_WATCH_BASE_S)
+        + offset
         + _LENGTH_ELASTICITY * (np.log(sec) - math.log(9.6))
         + _WATCH_AFFINITY * (aff - _AFFINITY_REF)
         + w.quality[videos]
@@ -313,7 +441,7 @@ def _big_matrix(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     view_pair = np.r_[np.arange(pu.size), rw_pair]
     del rw_user, rw_pair
     u, v = pu[view_pair], pv[view_pair]
-    play, ratio = _watch(w, u, v, pa[view_pair], rng)
+    play, ratio = _watch(w, u, v, pa[view_pair], rng, _FEED_EFFECT)
     del view_pair, pa
     ts, day = _event_times(u.size, rng)
 
@@ -333,11 +461,17 @@ def _big_matrix(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     ts, day = np.r_[ts, ts[dup]], np.r_[day, dup_day]
     is_copy = np.r_[np.zeros(u.size - n_dup, bool), np.ones(n_dup, bool)]
     order = np.lexsort((is_copy, ts, u))
-    return pd.DataFrame({
-        "user_id": u[order], "video_id": v[order], "play_duration": play[order],
-        "video_duration": w.duration_ms[v[order]], "ts": ts[order], "day": day[order],
-        "watch_ratio": ratio[order],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "user_id": u[order],
+            "video_id": v[order],
+            "play_duration": play[order],
+            "video_duration": w.duration_ms[v[order]],
+            "ts": ts[order],
+            "day": day[order],
+            "watch_ratio": ratio[order],
+        }
+    )
 
 
 def _small_matrix(w: _World, rng: np.random.Generator) -> pd.DataFrame:
@@ -351,11 +485,18 @@ def _small_matrix(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     ts, day = _event_times(u.size, rng)
     order = np.lexsort((ts, u))
     untimed = rng.random(u.size) < _SMALL_UNTIMED
-    return pd.DataFrame({
-        "user_id": u[order], "video_id": v[order], "play_duration": play[order],
-        "video_duration": w.duration_ms[v[order]],
-        "ts": ts[order], "day": day[order], "watch_ratio": ratio[order], "untimed": untimed,
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "user_id": u[order],
+            "video_id": v[order],
+            "play_duration": play[order],
+            "video_duration": w.duration_ms[v[order]],
+            "ts": ts[order],
+            "day": day[order],
+            "watch_ratio": ratio[order],
+            "untimed": untimed,
+        }
+    )
 
 
 _INTERACTION_SQL = """
@@ -456,8 +597,9 @@ def _binned(values: np.ndarray, edges: list[int], labels: list[str]) -> list[str
 def _user_features(w: _World, rng: np.random.Generator) -> list[list[object]]:
     n_u = w.sizes.users
     act_rank = np.argsort(np.argsort(-w.views)) / n_u
-    degree = np.where(act_rank < 0.45, "full_active",
-                      np.where(act_rank < 0.75, "high_active", "middle_active"))  # fmt: skip
+    degree = np.where(
+        act_rank < 0.45, "full_active", np.where(act_rank < 0.75, "high_active", "middle_active")
+    )
     degree[rng.random(n_u) < 0.03] = "UNKNOWN"
     low = (rng.random(n_u) < 0.02).astype(int)
     streamer = (rng.random(n_u) < 0.12).astype(int)
@@ -467,16 +609,26 @@ def _user_features(w: _World, rng: np.random.Generator) -> list[list[object]]:
     fans = np.minimum(fans, 99_999)
     friends = np.floor(np.exp(rng.normal(1.0, 1.3, n_u))).astype(int) * (rng.random(n_u) > 0.3)
     register = rng.integers(15, 2200, n_u)
-    follow_r = _binned(follow, [0, 9, 49, 99, 149, 249, 499],
-                       ["0", "(0,10)", "[10,50)", "[50,100)", "[100,150)", "[150,250)",
-                        "[250,500)", "500+"])  # fmt: skip
-    fans_r = _binned(fans, [0, 9, 99, 999, 4999, 9999],
-                     ["0", "[1,10)", "[10,100)", "[100,1k)", "[1k,5k)", "[5k,1w)",
-                      "[1w,10w)"])  # fmt: skip
-    friends_r = _binned(friends, [0, 4, 29, 59, 119, 249],
-                        ["0", "[1,5)", "[5,30)", "[30,60)", "[60,120)", "[120,250)", "250+"])
-    register_r = _binned(register, [30, 60, 90, 180, 365, 730],
-                         ["15-30", "31-60", "61-90", "91-180", "181-365", "366-730", "730+"])
+    follow_r = _binned(
+        follow,
+        [0, 9, 49, 99, 149, 249, 499],
+        ["0", "(0,10)", "[10,50)", "[50,100)", "[100,150)", "[150,250)", "[250,500)", "500+"],
+    )
+    fans_r = _binned(
+        fans,
+        [0, 9, 99, 999, 4999, 9999],
+        ["0", "[1,10)", "[10,100)", "[100,1k)", "[1k,5k)", "[5k,1w)", "[1w,10w)"],
+    )
+    friends_r = _binned(
+        friends,
+        [0, 4, 29, 59, 119, 249],
+        ["0", "[1,5)", "[5,30)", "[30,60)", "[60,120)", "[120,250)", "250+"],
+    )
+    register_r = _binned(
+        register,
+        [30, 60, 90, 180, 365, 730],
+        ["15-30", "31-60", "61-90", "91-180", "181-365", "366-730", "730+"],
+    )
     sizes = [2, 8, 30, 5, 60, 3, 2, 4, 3, 2, 5, 3, 2, 2, 4, 2, 3, 2]
     onehot = np.stack([rng.integers(0, s, n_u) for s in sizes], axis=1)
     gaps = {4: rng.random(n_u) < 0.02, 12: rng.random(n_u) < 0.01}  # written as floats
@@ -488,10 +640,24 @@ def _user_features(w: _World, rng: np.random.Generator) -> list[list[object]]:
                 feats.append(float("nan") if gaps[j][i] else float(onehot[i, j]))
             else:
                 feats.append(int(onehot[i, j]))
-        rows.append([
-            i, degree[i], low[i], streamer[i], author[i], follow[i], follow_r[i], fans[i],
-            fans_r[i], friends[i], friends_r[i], register[i], register_r[i], *feats,
-        ])  # fmt: skip
+        rows.append(
+            [
+                i,
+                degree[i],
+                low[i],
+                streamer[i],
+                author[i],
+                follow[i],
+                follow_r[i],
+                fans[i],
+                fans_r[i],
+                friends[i],
+                friends_r[i],
+                register[i],
+                register_r[i],
+                *feats,
+            ]
+        )
     return rows
 
 
@@ -525,8 +691,18 @@ def _caption(w: _World, vid: int, rng: np.random.Generator) -> list[object]:
         third_id, third_name = -124, "UNKNOWN"
     if roll[7] < 0.03:
         first_id, name, second_id, second_name = -124, "UNKNOWN", -124, "UNKNOWN"
-    return [vid, cover, caption, topic_tag, first_id, name, second_id, second_name, third_id,
-            third_name]  # fmt: skip
+    return [
+        vid,
+        cover,
+        caption,
+        topic_tag,
+        first_id,
+        name,
+        second_id,
+        second_name,
+        third_id,
+        third_name,
+    ]
 
 
 def _captions(w: _World, rng: np.random.Generator) -> list[list[object]]:
@@ -540,22 +716,39 @@ def _captions(w: _World, rng: np.random.Generator) -> list[list[object]]:
 
 # --- item daily features -----------------------------------------------------------------------
 _DAILY_RATES = [  # counter, share of play_cnt (before a per-video and per-row factor)
-    ("like_cnt", 0.03), ("click_like_cnt", 0.025), ("double_click_cnt", 0.005),
-    ("cancel_like_cnt", 0.001), ("comment_cnt", 0.004), ("direct_comment_cnt", 0.003),
-    ("reply_comment_cnt", 0.001), ("delete_comment_cnt", 0.0002), ("comment_like_cnt", 0.002),
-    ("follow_cnt", 0.003), ("cancel_follow_cnt", 0.0005), ("share_cnt", 0.002),
-    ("download_cnt", 0.001), ("report_cnt", 0.0001), ("reduce_similar_cnt", 0.0008),
-    ("collect_cnt", 0.001), ("cancel_collect_cnt", 0.0001),
-]  # fmt: skip
+    ("like_cnt", 0.03),
+    ("click_like_cnt", 0.025),
+    ("double_click_cnt", 0.005),
+    ("cancel_like_cnt", 0.001),
+    ("comment_cnt", 0.004),
+    ("direct_comment_cnt", 0.003),
+    ("reply_comment_cnt", 0.001),
+    ("delete_comment_cnt", 0.0002),
+    ("comment_like_cnt", 0.002),
+    ("follow_cnt", 0.003),
+    ("cancel_follow_cnt", 0.0005),
+    ("share_cnt", 0.002),
+    ("download_cnt", 0.001),
+    ("report_cnt", 0.0001),
+    ("reduce_similar_cnt", 0.0008),
+    ("collect_cnt", 0.001),
+    ("cancel_collect_cnt", 0.0001),
+]
 _USER_COUNTERS = {
-    "like_user_num": "like_cnt", "cancel_like_user_num": "cancel_like_cnt",
-    "comment_user_num": "comment_cnt", "delete_comment_user_num": "delete_comment_cnt",
-    "comment_like_user_num": "comment_like_cnt", "follow_user_num": "follow_cnt",
-    "cancel_follow_user_num": "cancel_follow_cnt", "share_user_num": "share_cnt",
-    "download_user_num": "download_cnt", "report_user_num": "report_cnt",
-    "reduce_similar_user_num": "reduce_similar_cnt", "collect_user_num": "collect_cnt",
+    "like_user_num": "like_cnt",
+    "cancel_like_user_num": "cancel_like_cnt",
+    "comment_user_num": "comment_cnt",
+    "delete_comment_user_num": "delete_comment_cnt",
+    "comment_like_user_num": "comment_like_cnt",
+    "follow_user_num": "follow_cnt",
+    "cancel_follow_user_num": "cancel_follow_cnt",
+    "share_user_num": "share_cnt",
+    "download_user_num": "download_cnt",
+    "report_user_num": "report_cnt",
+    "reduce_similar_user_num": "reduce_similar_cnt",
+    "collect_user_num": "collect_cnt",
     "cancel_collect_user_num": "cancel_collect_cnt",
-}  # fmt: skip
+}
 
 
 def _item_daily(w: _World, rng: np.random.Generator) -> pd.DataFrame:
@@ -624,15 +817,23 @@ def _item_daily(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     tag_id = np.array([_topic_tags(int(t))[0] for t in w.main_topic])
     tag_name = np.array(_TAG_NAMES, dtype=object)[tag_id]
 
-    frame = pd.DataFrame({
-        "video_id": vid.astype(np.int32),
-        "date": (_DAY0 + day).astype(np.int32),
-        "author_id": author[vid], "video_type": video_type[vid], "upload_dt": upload_dt[vid],
-        "upload_type": upload_type[vid], "visible_status": visible[vid],
-        "video_duration": w.duration_ms[vid].astype(float), "video_width": width[vid],
-        "video_height": height[vid], "music_id": music[vid], "video_tag_id": tag_id[vid],
-        "video_tag_name": tag_name[vid],
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "video_id": vid.astype(np.int32),
+            "date": (_DAY0 + day).astype(np.int32),
+            "author_id": author[vid],
+            "video_type": video_type[vid],
+            "upload_dt": upload_dt[vid],
+            "upload_type": upload_type[vid],
+            "visible_status": visible[vid],
+            "video_duration": w.duration_ms[vid].astype(float),
+            "video_width": width[vid],
+            "video_height": height[vid],
+            "music_id": music[vid],
+            "video_tag_id": tag_id[vid],
+            "video_tag_name": tag_name[vid],
+        }
+    )
     for name in SOURCES["item_daily_features"][1]:
         if name in cols:
             values = cols[name]
@@ -647,8 +848,9 @@ def _write_item_daily(frame: pd.DataFrame, path: Path) -> None:
         "strftime(DATE '1970-01-01' + date, '%Y%m%d') AS date" if c == "date" else f'"{c}"'
         for c in columns
     )
-    _copy_csv(frame, f"COPY (SELECT {select} FROM frame) TO '{{path}}' (HEADER, DELIMITER ',')",
-              path)  # fmt: skip
+    _copy_csv(
+        frame, f"COPY (SELECT {select} FROM frame) TO '{{path}}' (HEADER, DELIMITER ',')", path
+    )
 
 
 # --- entry point -------------------------------------------------------------------------------

@@ -90,14 +90,18 @@ class ModelContext:
     def training_matrix(self) -> sp.csr_matrix:
         """Users x items CSR of int_train_interactions.confidence (float32), in index order."""
         n_users, n_items = self.shape()
-        rows, cols, vals = self.con.execute(
-            """
+        rows, cols, vals = (
+            self.con.execute(
+                """
             select u.user_index, i.item_index, t.confidence::float
             from int_train_interactions as t
             inner join int_user_index as u on t.user_id = u.user_id
             inner join int_item_index as i on t.video_id = i.video_id
             """
-        ).fetchnumpy().values()
+            )
+            .fetchnumpy()
+            .values()
+        )
         return sp.csr_matrix(
             (np.asarray(vals, dtype=np.float32), (np.asarray(rows), np.asarray(cols))),
             shape=(n_users, n_items),
@@ -112,14 +116,18 @@ class ModelContext:
     def eval_candidates(self) -> sp.csr_matrix:
         """Small-matrix users x items, 1 where the pair is a candidate (has ground truth)."""
         n_users, n_items = self.shape()
-        rows, cols = self.con.execute(
-            """
+        rows, cols = (
+            self.con.execute(
+                """
             select u.user_index, i.item_index
             from int_ground_truth as g
             inner join int_user_index as u on g.user_id = u.user_id
             inner join int_item_index as i on g.video_id = i.video_id
             """
-        ).fetchnumpy().values()
+            )
+            .fetchnumpy()
+            .values()
+        )
         data = np.ones(len(rows), dtype=np.float32)
         return sp.csr_matrix((data, (np.asarray(rows), np.asarray(cols))), shape=(n_users, n_items))
 
@@ -193,9 +201,13 @@ def top_n_per_row(
 
 
 def run_model(
-    con: duckdb.DuckDBPyConnection, model: Model, settings: dict[str, Any], top_n: int,
-    threads: int, seed: int,
-) -> dict[str, float]:  # fmt: skip
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    settings: dict[str, Any],
+    top_n: int,
+    threads: int,
+    seed: int,
+) -> dict[str, float]:
     """Run one model into the contract tables; returns timings in seconds."""
     con.execute("set variable model_name = ?", [model.name])
     clear_model(con, model.name)
@@ -205,13 +217,17 @@ def run_model(
         con.execute(f"create or replace temp table model_scores_raw as {body}")
         columns = [r[0] for r in con.execute("describe model_scores_raw").fetchall()]
         if {"user_id", "video_id", "score"} <= set(columns):
-            con.execute("create or replace temp table model_user_scores as "
-                        "select user_id, video_id, score from model_scores_raw")  # fmt: skip
+            con.execute(
+                "create or replace temp table model_user_scores as "
+                "select user_id, video_id, score from model_scores_raw"
+            )
             n_recs = _insert_ranked(con, "recommendations", "recommend_from_user_scores")
             n_eval = _insert_ranked(con, "eval_rankings", "evaluate_from_user_scores")
         elif {"video_id", "score"} <= set(columns):
-            con.execute("create or replace temp table model_item_scores as "
-                        "select video_id, score from model_scores_raw")  # fmt: skip
+            con.execute(
+                "create or replace temp table model_item_scores as "
+                "select video_id, score from model_scores_raw"
+            )
             n_recs = _insert_ranked(con, "recommendations", "recommend_from_item_scores")
             n_eval = _insert_ranked(con, "eval_rankings", "evaluate_from_item_scores")
         else:
@@ -234,6 +250,9 @@ def run_model(
         con.execute(f"drop table if exists temp.{temp}")
     log.info(
         "  model %s: %s recommendations, %s eval rankings in %.1f s",
-        model.name, f"{n_recs:,}", f"{n_eval:,}", timings["seconds"],
-    )  # fmt: skip
+        model.name,
+        f"{n_recs:,}",
+        f"{n_eval:,}",
+        timings["seconds"],
+    )
     return timings

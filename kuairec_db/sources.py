@@ -64,13 +64,17 @@ def _zip_source(archive: Path, work_dir: Path) -> DataSource:
                         members[base] = info
             missing = [name for name, _ in SOURCES.values() if name not in members]
             if missing:
-                raise UserError(f"{archive}: the archive lacks KuaiRec file(s): {', '.join(missing)}")
+                raise UserError(
+                    f"{archive}: the archive lacks KuaiRec file(s): {', '.join(missing)}"
+                )
             out = work_dir / "zip"
             out.mkdir(parents=True, exist_ok=True)
             src = DataSource("kuairec_files", str(archive))
             for source, (name, _) in SOURCES.items():
                 info = members[name]
-                log.info("extracting %s from %s (%.0f MB)", name, archive.name, info.file_size / 1e6)
+                log.info(
+                    "extracting %s from %s (%.0f MB)", name, archive.name, info.file_size / 1e6
+                )
                 target = out / name
                 with zf.open(info) as fin, open(target, "wb") as fout:
                     shutil.copyfileobj(fin, fout, 1 << 20)
@@ -96,7 +100,9 @@ def resolve_path(path: Path, work_dir: Path) -> DataSource:
         raise UserError(f"{path}: no such file or folder")
     if path.is_file():
         if not zipfile.is_zipfile(path):
-            raise UserError(f"{path}: not a zip archive (give a folder of KuaiRec CSVs or KuaiRec.zip)")
+            raise UserError(
+                f"{path}: not a zip archive (give a folder of KuaiRec CSVs or KuaiRec.zip)"
+            )
         return _zip_source(path, work_dir)
     if _has_csvs(path):
         return _folder_source(path, str(path))
@@ -125,12 +131,17 @@ def find_default(cwd: Path) -> Path | None:
 def check_header(source: str, path: Path, display: str) -> list[str]:
     """Return the file's columns; a missing column or an empty file is the user's error."""
     _, expected = SOURCES[source]
+    with open(path, "rb") as fh:
+        raw_header = fh.readline()
+        has_row = bool(fh.readline().strip())
+        fh.seek(0, os.SEEK_END)
+        if fh.tell():
+            fh.seek(-1, os.SEEK_END)
+        ends_with_newline = fh.read(1) == b"\n"
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            header_line = fh.readline()
-            has_row = bool(fh.readline().strip())
+        header_line = raw_header.decode("utf-8")
     except UnicodeDecodeError:
-        raise UserError(f"{display}: line 1: not UTF-8 text") from None
+        raise UserError(f"{display}: line 1: the header is not UTF-8 text") from None
     if not header_line.strip():
         raise UserError(f"{display}: the file is empty")
     header = next(csv.reader([header_line.rstrip("\r\n")]))
@@ -143,6 +154,11 @@ def check_header(source: str, path: Path, display: str) -> list[str]:
         )
     if not has_row:
         raise UserError(f"{display}: has a header but no rows")
+    if not ends_with_newline:
+        raise UserError(
+            f"{display}: the last line has no line end, so the file looks cut short "
+            "(truncated copy?); if it is complete, add a final newline"
+        )
     return header
 
 

@@ -30,8 +30,7 @@ RANKING_DIR = SQL_DIR / "ranking"  # per-model templates, run once per model
 CONTRACT_TABLES = {
     "recommendations": "model varchar, user_id integer, rank integer, video_id integer, "
     "score double",
-    "eval_rankings": "model varchar, user_id integer, rank integer, video_id integer, "
-    "score double",
+    "eval_rankings": "model varchar, user_id integer, rank integer, video_id integer, score double",
     "model_user_factors": "model varchar, user_id integer, factors float[]",
     "model_item_factors": "model varchar, video_id integer, factors float[]",
 }
@@ -88,8 +87,9 @@ def ordered(stages: list[Stage]) -> list[Stage]:
     while pending:
         ready = [s for s in pending if deps[s.name] <= placed]
         if not ready:
-            raise ValueError("SQL stages depend on each other in a cycle: "
-                             + ", ".join(s.name for s in pending))  # fmt: skip
+            raise ValueError(
+                "SQL stages depend on each other in a cycle: " + ", ".join(s.name for s in pending)
+            )
         first = ready[0]
         done.append(first)
         placed.add(first.name)

@@ -2,6 +2,7 @@
 -- smoothed_watch_ratio = (sum of watch_ratio + m * global mean) / (n_views + m), with
 -- m = popularity_prior_views: a Bayesian mean that pulls rarely seen videos to the global mean.
 -- completion_rate = share of views with watch_ratio >= 1. Videos never seen in training get 0 views.
+-- Sums run over decimal(18, 9) so that parallel aggregation gives the same bits every build.
 with
 
 videos as (
@@ -13,7 +14,7 @@ train_events as (
 ),
 
 global_mean as (
-    select avg(watch_ratio) as mean_watch_ratio from train_events
+    select avg(watch_ratio::decimal(18, 9))::double as mean_watch_ratio from train_events
 ),
 
 per_video as (
@@ -21,8 +22,8 @@ per_video as (
         video_id,
         count(*) as n_views,
         count(distinct user_id) as n_users,
-        sum(watch_ratio) as watch_ratio_sum,
-        avg(watch_ratio) as mean_watch_ratio,
+        sum(watch_ratio::decimal(18, 9))::double as watch_ratio_sum,
+        avg(watch_ratio::decimal(18, 9))::double as mean_watch_ratio,
         avg((watch_ratio >= 1)::integer) as completion_rate,
         median(video_duration_ms) as video_duration_ms
     from train_events

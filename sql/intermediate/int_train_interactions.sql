@@ -2,6 +2,7 @@
 -- confidence = 1 + alpha * ln(1 + sum over the pair's views of min(watch_ratio, cap)),
 -- alpha = confidence_alpha and cap = watch_ratio_cap (build parameters, see build_info).
 -- The cap keeps a few 500x re-plays from dominating; the log damps heavy re-watching.
+-- Sums run over decimal(18, 9): parallel aggregation then gives the same bits every build.
 with
 
 train_events as (
@@ -14,9 +15,9 @@ final as (
         video_id,
         count(*) as n_views,
         max(watch_ratio) as max_watch_ratio,
-        avg(watch_ratio) as mean_watch_ratio,
-        sum(least(greatest(watch_ratio, 0), getvariable('watch_ratio_cap')))
-            as capped_watch_ratio_sum,
+        avg(watch_ratio::decimal(18, 9))::double as mean_watch_ratio,
+        sum(least(greatest(watch_ratio, 0), getvariable('watch_ratio_cap'))::decimal(18, 9))
+            ::double as capped_watch_ratio_sum,
         min(event_at) as first_view_at,
         max(event_at) as last_view_at,
         1 + getvariable('confidence_alpha') * ln(1 + capped_watch_ratio_sum) as confidence

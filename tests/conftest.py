@@ -1,0 +1,55 @@
+"""Shared fixtures: the demo data and one database built from it by the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
+    """Run ``python -m kuairec_db ARGS`` as a real subprocess; returns CompletedProcess."""
+    full_env = {k: v for k, v in os.environ.items() if k != "KUAIREC_DATA"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "kuairec_db", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    """The demo dataset at the default scale, written once per test session."""
+    from kuairec_db import demo
+
+    out = tmp_path_factory.mktemp("demo") / "data"
+    demo.generate(out, scale=0.1, seed=7)
+    return out
+
+
+@pytest.fixture(scope="session")
+def built_db(tmp_path_factory, demo_dir) -> Path:
+    """A database built by the CLI from the demo files (every model, default settings)."""
+    folder = tmp_path_factory.mktemp("built")
+    db = folder / "kuairec.duckdb"
+    result = run_cli("build", "--data", str(demo_dir), "--db", str(db), cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return db
+
+
+@pytest.fixture()
+def db_con(built_db):
+    import duckdb
+
+    con = duckdb.connect(str(built_db), read_only=True)
+    yield con
+    con.close()
