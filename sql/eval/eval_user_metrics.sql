@@ -56,7 +56,7 @@ per_cutoff as (
         on
             grid.model = hits.model
             and grid.user_id = hits.user_id
-            and hits.rank <= grid.k
+            and grid.k >= hits.rank
     group by grid.model, grid.user_id, grid.k
 ),
 
@@ -92,12 +92,12 @@ final as (
     from scored
     unpivot (
         value for metric in (
-            precision_value as 'precision',
-            recall_value as 'recall',
-            map_value as 'map',
-            ndcg_value as 'ndcg',
-            hit_rate_value as 'hit_rate',
-            mrr_value as 'mrr'
+            precision_value as precision,
+            recall_value as recall,
+            map_value as map,
+            ndcg_value as ndcg,
+            hit_rate_value as hit_rate,
+            mrr_value as mrr
         )
     )
 )

@@ -32,12 +32,21 @@ durations as (
         video_id,
         max(video_duration_ms) as video_duration_ms
     from (
-        select video_id, video_duration_ms from big_views
+        select
+            video_id,
+            video_duration_ms
+        from big_views
         union all
-        select video_id, video_duration_ms from small_views
+        select
+            video_id,
+            video_duration_ms
+        from small_views
         union all
-        select video_id, video_duration_ms from daily
-    )
+        select
+            video_id,
+            video_duration_ms
+        from daily
+    ) as all_durations
     group by all
 ),
 
@@ -71,10 +80,7 @@ final as (
         tags.tag_ids,
         texts.caption,
         texts.manual_cover_text,
-        list_filter(
-            string_split(trim(coalesce(texts.topic_tag_text, ''), '[] '), ','),
-            lambda tag: trim(tag) <> ''
-        ) as topic_tags,
+        regexp_extract_all(coalesce(texts.topic_tag_text, ''), '[^\[\],\s]+') as topic_tags,
         texts.first_level_category_id,
         texts.first_level_category_name,
         texts.second_level_category_id,

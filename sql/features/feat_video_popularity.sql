@@ -1,7 +1,8 @@
 -- feat_video_popularity: one row per catalogue video, from training views.
 -- smoothed_watch_ratio = (sum of watch_ratio + m * global mean) / (n_views + m), with
 -- m = popularity_prior_views: a Bayesian mean that pulls rarely seen videos to the global mean.
--- completion_rate = share of views with watch_ratio >= 1. Videos never seen in training get 0 views.
+-- completion_rate = share of views with watch_ratio >= 1.
+-- Videos never seen in training get 0 views.
 -- Sums run over decimal(18, 9) so that parallel aggregation gives the same bits every build.
 with
 

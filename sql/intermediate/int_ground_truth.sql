@@ -48,7 +48,8 @@ final as (
         end as relevance_threshold,
         coalesce(pairs.watch_ratio > relevance_threshold, false) as is_relevant,
         case
-            when ('0x' || left(md5(pairs.user_id::varchar), 8))::bigint % 100
+            when
+                ('0x' || left(md5(pairs.user_id::varchar), 8))::bigint % 100
                 < getvariable('tune_percent')
                 then 'tune'
             else 'test'

@@ -10,7 +10,17 @@ leak_pairs as (
 ),
 
 final as (
-    select big_events.*
+    select
+        big_events.user_id,
+        big_events.video_id,
+        big_events.play_duration_ms,
+        big_events.video_duration_ms,
+        big_events.event_unix_s,
+        big_events.watch_ratio,
+        big_events.event_at,
+        big_events.log_date,
+        big_events.n_log_rows,
+        big_events.n_log_dates
     from big_events
     where not exists (
         select 1

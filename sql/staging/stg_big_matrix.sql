@@ -12,9 +12,9 @@ final as (
         video_id,
         play_duration::bigint as play_duration_ms,
         video_duration::bigint as video_duration_ms,
-        "time" as event_at,
+        time as event_at,
         try_strptime(date::bigint::varchar, '%Y%m%d')::date as log_date,
-        "timestamp" as event_unix_s,
+        timestamp as event_unix_s,
         watch_ratio
     from source
 )

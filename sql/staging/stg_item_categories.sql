@@ -8,7 +8,7 @@ source as (
 final as (
     select
         video_id,
-        feat::integer [] as tag_ids
+        feat::integer[] as tag_ids
     from source
 )
 

@@ -8,7 +8,7 @@ source as (
 final as (
     select
         user_id,
-        friend_list::integer [] as friend_user_ids
+        friend_list::integer[] as friend_user_ids
     from source
 )
 

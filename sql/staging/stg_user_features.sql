@@ -25,7 +25,7 @@ final as (
             onehot_feat5, onehot_feat6, onehot_feat7, onehot_feat8, onehot_feat9,
             onehot_feat10, onehot_feat11, onehot_feat12, onehot_feat13, onehot_feat14,
             onehot_feat15, onehot_feat16, onehot_feat17
-        ]::bigint [] as onehot_feats
+        ]::bigint[] as onehot_feats
     from source
 )
 
