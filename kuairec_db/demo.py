@@ -67,7 +67,8 @@ _HOUR_WEIGHTS = np.array(
 _TOPICS = 10
 _TAGS = 31
 _EXPOSURE_AFFINITY = 3.0  # log exposure odds per unit of taste affinity
-_ZIPF = 0.5  # popularity ~ rank ** -_ZIPF
+_ZIPF = 0.5  # popularity ~ (rank share + _ZIPF_HEAD) ** -_ZIPF, the same spread at every scale
+_ZIPF_HEAD = 0.02
 _POP_QUALITY_CORR = 0.7  # popular videos tend to be the better ones
 _WATCH_BASE_S = 7.5  # typical seconds watched, whatever the video length
 _LENGTH_ELASTICITY = 0.55  # watch time grows only weakly with video length
@@ -329,7 +330,7 @@ def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
         1 - _POP_QUALITY_CORR**2
     ) * rng.normal(size=n_v)
     pop_rank = np.argsort(np.argsort(-pop_key))
-    log_pop = -_ZIPF * np.log(pop_rank + 3.0)
+    log_pop = -_ZIPF * np.log(pop_rank / n_v + _ZIPF_HEAD)
 
     # Small matrix: random users; videos leaning towards the popular ones.
     small_users = np.sort(rng.choice(n_u, size=sizes.small_users, replace=False))

@@ -47,16 +47,20 @@ def metrics_db(
     """
     con = duckdb.connect(config={"threads": "1"})
     con.execute("set variable eval_k = ?", [eval_k])
+    # the columns of the public view eval_ground_truth; the metrics read four of them
     con.execute(
-        "create table eval_ground_truth "
-        "(user_id integer, video_id integer, is_relevant boolean, split varchar)"
+        "create table eval_ground_truth (user_id integer, video_id integer, watch_ratio double, "
+        "is_relevant boolean, split varchar, relevance_threshold double, video_duration_ms bigint)"
     )
     gt_rows = [
         (user, video, video in relevant, split)
         for user, (split, candidates, relevant) in ground_truth.items()
         for video in candidates
     ]
-    con.executemany("insert into eval_ground_truth values (?, ?, ?, ?)", gt_rows)
+    con.executemany(
+        "insert into eval_ground_truth (user_id, video_id, is_relevant, split) values (?, ?, ?, ?)",
+        gt_rows,
+    )
     con.execute(
         "create table eval_rankings "
         "(model varchar, user_id integer, rank integer, video_id integer, score double)"
@@ -342,9 +346,7 @@ def reference_means(per_user, split_of):
 
 @pytest.fixture()
 def demo_metrics(db_con):
-    rankings = db_con.execute(
-        "select model, user_id, rank, video_id from eval_rankings"
-    ).fetchall()
+    rankings = db_con.execute("select model, user_id, rank, video_id from eval_rankings").fetchall()
     ground_truth = db_con.execute(
         "select user_id, video_id, is_relevant, split from eval_ground_truth"
     ).fetchall()

@@ -2,7 +2,8 @@
 -- watch_ratio is the pair's largest over its views (a few pairs have more than one).
 -- label 'ratio': relevant when watch_ratio > label_threshold.
 -- label 'debiased': relevant when watch_ratio > ratio_threshold of the video's duration bucket
--- (int_label_buckets: the bucket with the largest min_duration_ms not above the duration).
+-- (int_label_buckets: the bucket with the largest from_duration_ms not above the video's
+-- duration; a duration below every bucket takes the first).
 -- split: 'tune' when the first 8 hex digits of md5(user_id) mod 100 < tune_percent, else 'test'.
 with
 
@@ -25,13 +26,19 @@ pairs as (
     group by all
 ),
 
+first_bucket as (
+    select min(duration_bucket) as duration_bucket from buckets
+),
+
 pair_buckets as (
     select
         pairs.user_id,
         pairs.video_id,
-        coalesce(max(buckets.duration_bucket), 1) as duration_bucket
+        coalesce(max(buckets.duration_bucket), any_value(first_bucket.duration_bucket))
+            as duration_bucket
     from pairs
-    left join buckets on pairs.video_duration_ms >= buckets.min_duration_ms
+    cross join first_bucket
+    left join buckets on pairs.video_duration_ms >= buckets.from_duration_ms
     group by all
 ),
 

@@ -1,32 +1,60 @@
 -- int_label_buckets: one row per video-duration bucket of the duration-debiased label, fitted on
--- training views only. Buckets are equal-count quantiles of training views' video duration
--- (label_duration_buckets of them); ratio_threshold is the label_quantile quantile of those
--- views' watch_ratio. A view is relevant when its watch_ratio is above its bucket's threshold.
+-- training views only. The cut points are the 1/B .. (B-1)/B quantiles (quantile_disc) of the
+-- training views' video duration, B = label_duration_buckets; bucket i holds durations from
+-- from_duration_ms (inclusive) to the next bucket's from_duration_ms (exclusive), so all views
+-- of one duration share a bucket. ratio_threshold is the label_quantile quantile of the
+-- bucket's training watch ratios; a view is relevant when its watch_ratio is above it.
 with
 
 train_events as (
     select * from int_train_events
 ),
 
-bucketed as (
-    select
-        video_duration_ms,
-        watch_ratio,
-        ntile(getvariable('label_duration_buckets')::integer) over (
-            order by video_duration_ms
-        ) as duration_bucket
+cut_points as (
+    select distinct
+        unnest(
+            quantile_disc(
+                video_duration_ms,
+                list_transform(
+                    range(1, getvariable('label_duration_buckets')::bigint),
+                    lambda step: step / getvariable('label_duration_buckets')
+                )
+            )
+        ) as from_duration_ms
     from train_events
+),
+
+bounds as (
+    select
+        from_duration_ms,
+        row_number() over (order by from_duration_ms) as duration_bucket,
+        lead(from_duration_ms) over (order by from_duration_ms) as to_duration_ms
+    from (
+        select min(video_duration_ms) as from_duration_ms from train_events
+        union
+        select from_duration_ms from cut_points
+    ) as lower_bounds
+    where from_duration_ms is not null
 ),
 
 final as (
     select
-        duration_bucket,
-        min(video_duration_ms) as min_duration_ms,
-        max(video_duration_ms) as max_duration_ms,
+        bounds.duration_bucket,
+        bounds.from_duration_ms,
+        bounds.to_duration_ms,
         count(*) as n_train_views,
-        quantile_cont(watch_ratio, getvariable('label_quantile')) as ratio_threshold
-    from bucketed
+        quantile_cont(train_events.watch_ratio, getvariable('label_quantile'))
+            as ratio_threshold
+    from bounds
+    inner join train_events
+        on
+            bounds.from_duration_ms <= train_events.video_duration_ms
+            and (
+                bounds.to_duration_ms is null
+                or bounds.to_duration_ms > train_events.video_duration_ms
+            )
     group by all
+    order by bounds.duration_bucket
 )
 
 select * from final
