@@ -69,7 +69,9 @@ def test_reader_keeps_its_view_during_a_rebuild(tmp_path, demo_dir, built_db):
     db = tmp_path / "kuairec.duckdb"
     shutil.copy(built_db, db)
     reader = duckdb.connect(str(db), read_only=True)
-    models_before = reader.execute("select distinct model from recommendations order by 1").fetchall()
+    models_before = reader.execute(
+        "select distinct model from recommendations order by 1"
+    ).fetchall()
     assert len(models_before) >= 2
 
     result = run_cli("build", "--data", str(demo_dir), "--db", str(db), "--models", "popularity")
