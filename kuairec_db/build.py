@@ -60,6 +60,7 @@ class BuildParams:
     seed: int = 42
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     memory_limit: str | None = None
+    force: bool = False  # rebuild everything, ignoring what the previous database holds
 
     def validate(self) -> None:
         if self.label not in LABELS:
@@ -99,6 +100,7 @@ class BuildResult:
     data_location: str
     seconds: float
     warnings: list[str]
+    up_to_date: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +292,8 @@ def apply_comments(con: duckdb.DuckDBPyConnection, catalog_file: Path = stages.C
             con.execute(f"comment on column {name}.{column} is {quote(text)}")
 
 
-def _run_stage(con, stage: stages.Stage, src: sources.DataSource | None) -> None:
+def _run_stage(con, stage: stages.Stage, src: sources.DataSource | None) -> float:
+    """Create the stage's table or view; returns seconds taken."""
     body = stages.select_body(stage.sql)
     started = time.perf_counter()
     try:
@@ -303,14 +306,14 @@ def _run_stage(con, stage: stages.Stage, src: sources.DataSource | None) -> None
         if src is not None and source in SOURCES:
             raise UserError(csv_error_message(exc, src, source)) from None
         raise
+    seconds = time.perf_counter() - started
     if stage.kind == "table":
         n = con.execute(f"select count(*) from {stage.name}").fetchone()[0]
         if n == 0 and src is not None and stage.name.removeprefix("stg_") in SOURCES:
             # check_header saw a data row: zero rows means the reader misread the file.
             raise UserError(f"{src.display[stage.name[4:]]}: no rows could be read")
-        log.info(
-            "  %-28s table %12s rows %6.1f s", stage.name, f"{n:,}", time.perf_counter() - started
-        )
+        log.info("  %-28s table %12s rows %6.1f s", stage.name, f"{n:,}", seconds)
+    return seconds
 
 
 def run_audits(con, audit_stages: list[stages.Stage]) -> None:
@@ -319,6 +322,102 @@ def run_audits(con, audit_stages: list[stages.Stage]) -> None:
         if rows:
             raise RuntimeError(f"audit {stage.name} failed: {len(rows)} row(s), first {rows[0]}")
     log.info("  %d audits passed", len(audit_stages))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fingerprints: what each table and model was computed from, so a rebuild redoes only what
+# changed (and nothing when nothing did).
+
+FINGERPRINT_TABLE = "build_fingerprints"
+# What ModelContext reads for every Python model, whatever the model file names.
+CONTEXT_DEPS = frozenset(
+    {"int_train_interactions", "int_user_index", "int_item_index", "int_ground_truth"}
+)
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _digest(parts: list[str]) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+def _code_digest(paths: list[Path]) -> str:
+    return _digest([p.name + "=" + p.read_text(encoding="utf-8") for p in sorted(paths)])
+
+
+def _variables_used(text: str) -> list[str]:
+    return sorted(set(re.findall(r"getvariable\(\s*'(\w+)'", text)))
+
+
+def plan_fingerprints(
+    all_stages: list[stages.Stage],
+    models: list[hooks.Model],
+    model_settings: dict[str, dict[str, Any]],
+    params: BuildParams,
+    input_fingerprints: dict[str, str],
+) -> dict[str, str]:
+    """A fingerprint per table stage and per model (key ``model:NAME``).
+
+    A table's fingerprint covers its SQL, the build variables it reads, the fingerprints of the
+    relations it names and, for staging, its input file and the code that reads files.
+    """
+    variables = params.sql_variables()
+    known = {s.name for s in all_stages if s.kind == "table"}
+    reader_code = _code_digest([_PACKAGE_DIR / n for n in ("build.py", "sources.py", "schema.py")])
+    model_code = _code_digest([_PACKAGE_DIR / "hooks.py", *stages.RANKING_DIR.glob("*.sql")])
+    fps: dict[str, str] = {}
+    for stage in all_stages:
+        if stage.kind != "table":
+            continue
+        parts = [stage.kind, stage.sql, duckdb.__version__]
+        parts += [f"{d}={fps[d]}" for d in sorted(stages.dependencies(stage, known))]
+        parts += [f"{v}={variables.get(v)!r}" for v in _variables_used(stage.sql)]
+        if stage.name.startswith("stg_"):
+            parts += [input_fingerprints.get(stage.name[4:], "none"), reader_code]
+        fps[stage.name] = _digest(parts)
+    for model in models:
+        text = model.path.read_text(encoding="utf-8")
+        deps = set(re.findall(r"[a-z_][a-z0-9_]*", stages.strip_comments(text).lower())) & known
+        if not model.is_sql:
+            deps |= CONTEXT_DEPS
+        parts = [text, json.dumps(model_settings[model.name], sort_keys=True), model_code]
+        parts += [f"top_n={params.top_n}", f"seed={params.seed}"]
+        parts += [f"{d}={fps[d]}" for d in sorted(deps)]
+        fps[f"model:{model.name}"] = _digest(parts)
+    return fps
+
+
+def previous_fingerprints(target: Path) -> dict[str, str]:
+    """The fingerprints stored in an existing database ({} when there is none to reuse)."""
+    if not target.is_file():
+        return {}
+    try:
+        con = duckdb.connect(str(target), read_only=True)
+    except duckdb.Error:
+        return {}
+    try:
+        return dict(con.execute(f"select name, fingerprint from {FINGERPRINT_TABLE}").fetchall())
+    except duckdb.Error:
+        return {}
+    finally:
+        con.close()
+
+
+def _locate_inputs(params: BuildParams) -> tuple[str, str, dict[str, str]]:
+    """(data kind, location, fingerprint per source) without reading or extracting data."""
+    path = None if params.demo else (params.data or sources.find_default(Path.cwd()))
+    if path is None:
+        from kuairec_db import demo
+
+        code = _code_digest([Path(demo.__file__)])
+        fp = f"demo:{params.demo_scale}:{params.demo_seed}:{code}"
+        location = f"synthetic demo (scale {params.demo_scale}, seed {params.demo_seed})"
+        return "synthetic_demo", location, {source: fp for source in SOURCES}
+    kind, found = sources.locate(Path(path).expanduser())
+    return "kuairec_files", str(found), sources.fingerprints(kind, found)
+
+
+# ---------------------------------------------------------------------------------------------
+# The build
 
 
 def build(params: BuildParams) -> BuildResult:
@@ -336,14 +435,23 @@ def build(params: BuildParams) -> BuildResult:
     lock = acquire_lock(target)
     con = None
     temp_db, work = _temp_paths(target)
-    warnings: list[str] = []
     try:
         for path in remove_leftovers(target):
             log.info("removed %s, left by an interrupted build", path.name)
+        data_kind, location, input_fps = _locate_inputs(params)
+        all_stages = stages.ordered(stages.discover())
+        fps = plan_fingerprints(all_stages, models, model_settings, params, input_fps)
+        previous = {} if params.force else previous_fingerprints(target)
+        if previous and previous == fps:
+            return BuildResult(
+                target, data_kind, location, time.perf_counter() - started, [], up_to_date=True
+            )
+        if data_kind == "synthetic_demo":
+            _announce_demo(params)
         work.mkdir()
-        src = _resolve_data(params, work)
-        headers, bare_crs = sources.prepare(src, work)
-
+        if previous:
+            log.info("updating %s: only what changed is recomputed", target.name)
+            shutil.copyfile(target, temp_db)
         con = duckdb.connect(config=_duckdb_config(params, work))
         con.execute(
             f"attach '{_sql_str(temp_db)}' as kuairec (storage_version '{STORAGE_VERSION}')"
@@ -351,39 +459,85 @@ def build(params: BuildParams) -> BuildResult:
         con.execute("use kuairec")
         for name, value in params.sql_variables().items():
             con.execute(f"set variable {name} = ?", [value])
-        for source, header in headers.items():
-            con.execute(_csv_view_sql(source, src.files[source], header))
+        existing = {
+            r[0]
+            for r in con.execute(
+                "select table_name from duckdb_tables() where database_name = 'kuairec'"
+            ).fetchall()
+        }
+        table_stages = [s for s in all_stages if s.kind == "table"]
+        stale = {
+            s.name
+            for s in table_stages
+            if previous.get(s.name) != fps[s.name] or s.name not in existing
+        }
+        timings: dict[str, float] = {}
 
-        all_stages = stages.ordered(stages.discover())
-        log.info("loading and preparing (%s)", src.location)
-        for stage in (s for s in all_stages if s.kind == "table"):
-            _run_stage(con, stage, src)
+        src = None
+        files_info: dict[str, str] = {}
+        if any(name.startswith("stg_") for name in stale):
+            src = _resolve_data(params, work)
+            headers, bare_crs = sources.prepare(src, work)
+            for source, header in headers.items():
+                con.execute(_csv_view_sql(source, src.files[source], header))
+            files_info = _file_facts(src)
+            for source, n in bare_crs.items():
+                files_info[f"file.{SOURCES[source][0]}.bare_carriage_returns"] = str(n)
+        elif previous:
+            files_info = dict(
+                con.execute("select key, value from build_info where key like 'file.%'").fetchall()
+            )
+
+        log.info("loading and preparing (%s)", location)
+        for stage in table_stages:
+            if stage.name in stale:
+                timings[stage.name] = _run_stage(con, stage, src)
+        kept = len(table_stages) - len(stale)
+        if kept:
+            log.info("  %d tables unchanged since the last build", kept)
+
         for table, columns in stages.CONTRACT_TABLES.items():
-            con.execute(f"create or replace table {table} ({columns})")
+            con.execute(f"create table if not exists {table} ({columns})")
+            con.execute(
+                f"delete from {table} where model not in (select unnest(?))",
+                [[m.name for m in models]],
+            )
         log.info("training and ranking: %s", ", ".join(m.name for m in models))
-        model_timings = {}
+        model_timings: dict[str, dict[str, float]] = {}
         for model in models:
+            key = f"model:{model.name}"
+            if previous.get(key) == fps[key]:
+                log.info("  model %s: unchanged, kept", model.name)
+                continue
             model_timings[model.name] = hooks.run_model(
                 con, model, model_settings[model.name], params.top_n, params.threads, params.seed
             )
+        for name in set(previous) - set(fps):
+            if not name.startswith("model:"):
+                con.execute(f"drop table if exists {name}")
+
         log.info("evaluation views")
         for stage in (s for s in all_stages if s.kind == "view"):
             _run_stage(con, stage, None)
         run_audits(con, [s for s in all_stages if s.kind == "audit"])
-        warnings.extend(_data_warnings(con))
-        finished_at = datetime.now(timezone.utc)
+        warnings = _data_warnings(con)
         info = _build_info(
             params,
-            src,
+            data_kind,
+            location,
             model_settings,
             model_timings,
-            bare_crs,
+            timings,
+            files_info,
             started_at,
-            finished_at,
             time.perf_counter() - started,
         )
         con.execute("create or replace table build_info (key varchar, value varchar)")
         con.executemany("insert into build_info values (?, ?)", sorted(info.items()))
+        con.execute(
+            f"create or replace table {FINGERPRINT_TABLE} (name varchar, fingerprint varchar)"
+        )
+        con.executemany(f"insert into {FINGERPRINT_TABLE} values (?, ?)", sorted(fps.items()))
         apply_comments(con)
         con.execute("checkpoint")
         con.execute("use memory")
@@ -392,7 +546,7 @@ def build(params: BuildParams) -> BuildResult:
         con = None
         os.replace(temp_db, target)
         _fsync_dir(target.parent)
-        return BuildResult(target, src.kind, src.location, time.perf_counter() - started, warnings)
+        return BuildResult(target, data_kind, location, time.perf_counter() - started, warnings)
     finally:
         if con is not None:
             try:
@@ -424,13 +578,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _resolve_data(params: BuildParams, work: Path) -> sources.DataSource:
-    path = None if params.demo else (params.data or sources.find_default(Path.cwd()))
-    if path is not None:
-        return sources.resolve_path(Path(path).expanduser(), work)
-    from kuairec_db import demo
-
-    folder = work / "demo"
+def _announce_demo(params: BuildParams) -> None:
     log.warning(
         "NO KUAIREC DATA FOUND: building on the SYNTHETIC DEMO dataset (scale %s, seed %s).\n"
         "  Its numbers say nothing about KuaiRec. For the real data run:\n    %s",
@@ -438,6 +586,15 @@ def _resolve_data(params: BuildParams, work: Path) -> sources.DataSource:
         params.demo_seed,
         sources.GET_REAL_DATA,
     )
+
+
+def _resolve_data(params: BuildParams, work: Path) -> sources.DataSource:
+    path = None if params.demo else (params.data or sources.find_default(Path.cwd()))
+    if path is not None:
+        return sources.resolve_path(Path(path).expanduser(), work)
+    from kuairec_db import demo
+
+    folder = work / "demo"
     demo.generate(folder, scale=params.demo_scale, seed=params.demo_seed)
     src = sources.resolve_path(folder, work)
     src.kind = "synthetic_demo"
@@ -463,7 +620,15 @@ def _data_warnings(con) -> list[str]:
 
 
 def _build_info(
-    params, src, model_settings, model_timings, bare_crs, started_at, finished_at, seconds
+    params: BuildParams,
+    data_kind: str,
+    location: str,
+    model_settings: dict[str, dict[str, Any]],
+    model_timings: dict[str, dict[str, float]],
+    stage_timings: dict[str, float],
+    files_info: dict[str, str],
+    started_at: datetime,
+    seconds: float,
 ) -> dict[str, str]:
     import implicit
     import numpy
@@ -475,10 +640,10 @@ def _build_info(
         "numpy_version": numpy.__version__,
         "python_version": platform.python_version(),
         "storage_version": STORAGE_VERSION,
-        "data_kind": src.kind,
-        "data_location": src.location,
+        "data_kind": data_kind,
+        "data_location": location,
         "started_at": started_at.isoformat(timespec="seconds"),
-        "finished_at": finished_at.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "build_seconds": f"{seconds:.1f}",
         "models": ",".join(model_settings),
     }
@@ -492,7 +657,7 @@ def _build_info(
         info[f"model.{name}.settings"] = json.dumps(settings, sort_keys=True)
         for key, value in model_timings.get(name, {}).items():
             info[f"model.{name}.{key}"] = f"{value:.2f}"
-    for source, n in bare_crs.items():
-        info[f"file.{SOURCES[source][0]}.bare_carriage_returns"] = str(n)
-    info.update(_file_facts(src))
+    for name, value in stage_timings.items():
+        info[f"stage.{name}.seconds"] = f"{value:.2f}"
+    info.update(files_info)
     return info

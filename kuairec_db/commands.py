@@ -138,6 +138,11 @@ def register_build(sub) -> None:
         help="threads for DuckDB and the models (default: all cores)",
     )
     p.add_argument("--memory-limit", metavar="SIZE", help="DuckDB memory limit, e.g. 4GB")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="rebuild everything (by default only what changed since the last build is redone)",
+    )
     p.set_defaults(func=run_build)
 
 
@@ -160,8 +165,12 @@ def run_build(args) -> int:
         confidence_alpha=args.confidence_alpha,
         threads=args.threads,
         memory_limit=args.memory_limit,
+        force=args.force,
     )
     result = build(params)
+    if result.up_to_date:
+        print(f"{result.db} is up to date (nothing changed; --force rebuilds anyway)")
+        return 0
     print(f"built {result.db} in {result.seconds:.1f} s from {result.data_location}")
     if result.data_kind == "synthetic_demo":
         print("note: this is SYNTHETIC DEMO data; see the README to build on the real KuaiRec")

@@ -94,8 +94,11 @@ def zlib_error() -> type[Exception]:
     return zlib.error
 
 
-def resolve_path(path: Path, work_dir: Path) -> DataSource:
-    """A folder of CSVs, a folder holding ``KuaiRec 2.0/data``, or a KuaiRec.zip."""
+def locate(path: Path) -> tuple[str, Path]:
+    """("folder", the folder holding the CSVs) or ("zip", the archive), without reading data.
+
+    path is a folder of CSVs, a folder holding ``KuaiRec 2.0/data``, or a KuaiRec.zip.
+    """
     if not path.exists():
         raise UserError(f"{path}: no such file or folder")
     if path.is_file():
@@ -103,18 +106,42 @@ def resolve_path(path: Path, work_dir: Path) -> DataSource:
             raise UserError(
                 f"{path}: not a zip archive (give a folder of KuaiRec CSVs or KuaiRec.zip)"
             )
-        return _zip_source(path, work_dir)
+        return "zip", path
     if _has_csvs(path):
-        return _folder_source(path, str(path))
+        return "folder", path
     for sub in ARCHIVE_DIRS:
         if (path / sub).is_dir():
-            return _folder_source(path / sub, str(path / sub))
+            return "folder", path / sub
     if (path / ARCHIVE_NAME).is_file():
-        return _zip_source(path / ARCHIVE_NAME, work_dir)
+        return "zip", path / ARCHIVE_NAME
     raise UserError(
         f"{path}: no KuaiRec files here (expected big_matrix.csv ..., 'KuaiRec 2.0/data' "
         f"or {ARCHIVE_NAME})"
     )
+
+
+def fingerprints(kind: str, path: Path) -> dict[str, str]:
+    """Per source, a cheap fingerprint of its file as found (path, size, modification time)."""
+
+    def of(file: Path) -> str:
+        st = file.stat()
+        return f"{file.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+    if kind == "zip":
+        return {source: f"zip:{of(path)}:{name}" for source, (name, _) in SOURCES.items()}
+    out = {}
+    for source, (name, _) in SOURCES.items():
+        file = path / name
+        out[source] = f"file:{of(file)}" if file.is_file() else "missing"
+    return out
+
+
+def resolve_path(path: Path, work_dir: Path) -> DataSource:
+    """The files of a located source, extracting a zip into work_dir (removed by the caller)."""
+    kind, found = locate(path)
+    if kind == "zip":
+        return _zip_source(found, work_dir)
+    return _folder_source(found, str(found))
 
 
 def find_default(cwd: Path) -> Path | None:
