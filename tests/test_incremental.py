@@ -1,0 +1,100 @@
+"""Rebuilds redo only what changed: fingerprints of inputs, SQL, variables and settings."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import duckdb
+import pytest
+
+from tests.conftest import run_cli
+
+
+def recomputed(stderr: str) -> set[str]:
+    """Names of the tables and models a build log says it computed."""
+    tables = set(re.findall(r"^\s+(\w+)\s+table\s", stderr, flags=re.M))
+    models = set(re.findall(r"^\s+model (\w+): [\d,]+ recommendations", stderr, flags=re.M))
+    return tables | {f"model:{m}" for m in models}
+
+
+@pytest.fixture()
+def fresh(tmp_path, demo_dir):
+    """A private copy of the demo data and a full build of it with two models."""
+    data = tmp_path / "data"
+    shutil.copytree(demo_dir, data)
+    db = tmp_path / "kuairec.duckdb"
+    first = run_cli("build", "--data", str(data), "--db", str(db), "--models", "popularity,als")
+    assert first.returncode == 0, first.stderr
+    assert "model:als" in recomputed(first.stderr)
+    return data, db
+
+
+def build(data, db, *extra):
+    result = run_cli("build", "--data", str(data), "--db", str(db), *extra)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_unchanged_rebuild_does_no_work(fresh):
+    data, db = fresh
+    before = db.stat()
+    result = build(data, db, "--models", "popularity,als")
+    assert "is up to date" in result.stdout
+    assert recomputed(result.stderr) == set()
+    after = db.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_changing_k_recomputes_only_the_cutoff_tables(fresh):
+    data, db = fresh
+    result = build(data, db, "--models", "popularity,als", "--k", "3,10")
+    assert recomputed(result.stderr) == {"int_eval_cutoffs", "int_ideal_dcg"}
+    con = duckdb.connect(str(db), read_only=True)
+    ks = [r[0] for r in con.execute("select distinct k from eval_metrics order by k").fetchall()]
+    assert ks == [3, 10]
+
+
+def test_models_subset_keeps_tables_and_drops_other_models(fresh):
+    data, db = fresh
+    result = build(data, db, "--models", "popularity")
+    assert recomputed(result.stderr) == set()
+    con = duckdb.connect(str(db), read_only=True)
+    models = con.execute("select distinct model from recommendations").fetchall()
+    assert models == [("popularity",)]
+    con.close()
+    # Back to both: only ALS is trained again.
+    result = build(data, db, "--models", "popularity,als")
+    assert recomputed(result.stderr) == {"model:als"}
+
+
+def test_a_model_setting_retrains_only_that_model(fresh):
+    data, db = fresh
+    result = build(data, db, "--models", "popularity,als", "--set", "als.iterations=3")
+    assert recomputed(result.stderr) == {"model:als"}
+
+
+def test_a_changed_input_file_recomputes_what_depends_on_it(fresh):
+    data, db = fresh
+    captions = data / "kuairec_caption_category.csv"
+    captions.write_bytes(captions.read_bytes() + b'999999,cover,"a new caption",[],1,x,2,y,3,z\n')
+    result = build(data, db, "--models", "popularity,als")
+    done = recomputed(result.stderr)
+    assert {"stg_caption_category", "int_item_index", "feat_video_content"} <= done
+    assert "stg_big_matrix" not in done and "int_big_matrix_events" not in done
+    # the catalogue grew, so the item index and every model that uses it are redone
+    assert {"model:als", "model:popularity"} <= done
+    con = duckdb.connect(str(db), read_only=True)
+    assert (
+        con.execute(
+            "select count(*) from feat_video_content where caption = 'a new caption'"
+        ).fetchone()[0]
+        == 1
+    )
+
+
+def test_force_rebuilds_everything(fresh):
+    data, db = fresh
+    result = build(data, db, "--models", "popularity,als", "--force")
+    done = recomputed(result.stderr)
+    assert {"stg_big_matrix", "int_train_interactions", "model:als", "model:popularity"} <= done
