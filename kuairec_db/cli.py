@@ -24,6 +24,7 @@ def _commands() -> list:
         commands.register_recommend,
         commands.register_metrics,
         commands.register_demo,
+        commands.register_bench,
     ]
 
 

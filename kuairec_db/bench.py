@@ -1,0 +1,265 @@
+"""``bench``: build the demo dataset at several scales and report time and memory.
+
+For each scale it measures, in the same run and on the same files:
+- the floor: a bare DuckDB scan of the two matrices (every column parsed) plus a bare ALS fit
+  with the build's settings on the deduplicated big matrix, each in its own process;
+- the build (``--models popularity,als``) in its own process: wall time, peak RSS, and the
+  per-stage and per-model seconds it records in build_info;
+- a no-op rebuild (nothing changed) and the median latency of one user's recommendations.
+Writes bench.json and bench.md into --out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kuairec_db.schema import INTERACTION_COLUMNS
+
+log = logging.getLogger(__name__)
+
+BUILD_MODELS = "popularity,als"
+
+
+def _run_measured(args: list[str], cwd: Path | None = None) -> tuple[float, float, str]:
+    """Run a Python subprocess; returns (wall seconds, its peak RSS in MB, its output)."""
+    with tempfile.TemporaryFile("w+") as output:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, *args], cwd=cwd, stdout=output, stderr=subprocess.STDOUT, text=True
+        )
+        # wait4 reports this child's own peak RSS (ru_maxrss is in kB on Linux).
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        text = output.read()
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(args[:4])} failed ({proc.returncode}): {text.strip()[-500:]}"
+        )
+    return wall, usage.ru_maxrss / 1024, text
+
+
+_SCAN = """
+import sys, time, duckdb
+columns = {columns!r}
+con = duckdb.connect(config={{"threads": "{threads}"}})
+started = time.perf_counter()
+for name in ("big_matrix.csv", "small_matrix.csv"):
+    path = sys.argv[1] + "/" + name
+    aggregates = ", ".join(f'count("{{c}}")' for c in columns)
+    con.execute(
+        f"select {{aggregates}} from read_csv('{{path}}', columns = {{columns}}, "
+        "auto_detect = false, header = true, delim = ',', quote = '\\"', escape = '\\"')"
+    ).fetchall()
+print(f"SECONDS {{time.perf_counter() - started:.3f}}")
+"""
+
+_ALS = """
+import sys, time, duckdb, numpy as np, scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
+con = duckdb.connect(config={{"threads": "{threads}"}})
+columns = {columns!r}
+source = sys.argv[1] + "/big_matrix.csv"
+rows, cols, vals = con.execute(
+    "select dense_rank() over (order by user_id) - 1, dense_rank() over (order by video_id) - 1, "
+    "1 + {alpha} * ln(1 + sum(least(greatest(watch_ratio, 0), 5))) "
+    "from read_csv('" + source + "', columns = " + str(columns) + ", auto_detect = false, "
+    "header = true) group by user_id, video_id"
+).fetchnumpy().values()
+matrix = sp.csr_matrix((vals.astype(np.float32), (rows, cols)))
+with threadpool_limits(1, "blas"):
+    model = AlternatingLeastSquares(factors={factors}, regularization={regularization},
+                                    iterations={iterations}, random_state=42,
+                                    num_threads={threads}, calculate_training_loss=False)
+    started = time.perf_counter()
+    model.fit(matrix, show_progress=False)
+print(f"SECONDS {{time.perf_counter() - started:.3f}}")
+"""
+
+
+def _seconds(output: str) -> float:
+    for line in output.splitlines():
+        if line.startswith("SECONDS "):
+            return float(line.split()[1])
+    raise RuntimeError(f"no timing in: {output[-300:]}")
+
+
+def _floor(data: Path, threads: int) -> dict[str, float]:
+    from kuairec_db.build import BuildParams
+    from kuairec_db.hooks import discover, model_defaults
+
+    params = BuildParams()
+    settings = model_defaults(discover()["als"])
+    scan = _SCAN.format(columns=INTERACTION_COLUMNS, threads=threads)
+    als = _ALS.format(
+        columns=INTERACTION_COLUMNS, threads=threads, alpha=params.confidence_alpha, **settings
+    )
+    _, scan_rss, out = _run_measured(["-c", scan, str(data)])
+    scan_s = _seconds(out)
+    _, als_rss, out = _run_measured(["-c", als, str(data)])
+    fit_s = _seconds(out)
+    return {
+        "scan_seconds": scan_s,
+        "als_fit_seconds": fit_s,
+        "floor_seconds": scan_s + fit_s,
+        "scan_peak_rss_mb": scan_rss,
+        "als_peak_rss_mb": als_rss,
+    }
+
+
+def _lookup_latency_ms(db: Path, n: int = 200) -> float:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    users = [
+        r[0]
+        for r in con.execute(
+            "select distinct user_id from recommendations order by hash(user_id) limit ?", [n]
+        ).fetchall()
+    ]
+    times = []
+    for user_id in users:
+        started = time.perf_counter()
+        con.execute(
+            "select rank, video_id, score from recommendations where model = ? and user_id = ? "
+            "order by rank",
+            ["als", user_id],
+        ).fetchall()
+        times.append((time.perf_counter() - started) * 1000)
+    con.close()
+    return statistics.median(times)
+
+
+def run_scale(scale: float, out: Path, threads: int, memory_limit: str | None) -> dict:
+    from kuairec_db import demo
+
+    data = out / f"data-{scale}"
+    if not (data / "big_matrix.csv").is_file():
+        log.info("scale %s: generating the demo data in %s", scale, data)
+        demo.generate(data, scale=scale, seed=7)
+    sizes = {p.name: p.stat().st_size for p in data.glob("*.csv")}
+    log.info("scale %s: floor (bare scan + bare ALS fit)", scale)
+    floor = _floor(data, threads)
+    db = out / f"bench-{scale}.duckdb"
+    db.unlink(missing_ok=True)
+    build_args = [
+        "-m",
+        "kuairec_db",
+        "-q",
+        "build",
+        "--data",
+        str(data),
+        "--db",
+        str(db),
+        "--models",
+        BUILD_MODELS,
+        "--threads",
+        str(threads),
+    ]
+    if memory_limit:
+        build_args += ["--memory-limit", memory_limit]
+    log.info("scale %s: build", scale)
+    wall, rss, _ = _run_measured(build_args)
+    log.info("scale %s: no-op rebuild and lookups", scale)
+    noop_wall, _, _ = _run_measured(build_args)
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    info = dict(con.execute("select key, value from build_info").fetchall())
+    con.close()
+    stage_seconds = {
+        k.split(".")[1]: float(v)
+        for k, v in info.items()
+        if k.startswith("stage.") and k.endswith(".seconds")
+    }
+    model_seconds = {
+        k.split(".")[1]: float(v)
+        for k, v in info.items()
+        if k.startswith("model.") and k.endswith(".seconds")
+    }
+    return {
+        "scale": scale,
+        "csv_bytes": sum(sizes.values()),
+        **floor,
+        "build_seconds": wall,
+        "build_peak_rss_mb": rss,
+        "build_over_floor": wall / floor["floor_seconds"],
+        "noop_rebuild_seconds": noop_wall,
+        "lookup_median_ms": _lookup_latency_ms(db),
+        "db_bytes": db.stat().st_size,
+        "stage_seconds": stage_seconds,
+        "model_seconds": model_seconds,
+        "als_fit_in_build_seconds": float(info.get("model.als.fit_seconds", "nan")),
+    }
+
+
+def _markdown(results: list[dict], machine: str) -> str:
+    lines = [
+        f"Machine: {machine}",
+        "",
+        "| scale | floor s (scan + ALS fit) | build s | build / floor | peak RSS MB | "
+        "no-op rebuild s | lookup median ms | database MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['scale']} | {r['floor_seconds']:.1f} ({r['scan_seconds']:.1f} + "
+            f"{r['als_fit_seconds']:.1f}) | {r['build_seconds']:.1f} | "
+            f"{r['build_over_floor']:.2f} | {r['build_peak_rss_mb']:.0f} | "
+            f"{r['noop_rebuild_seconds']:.2f} | {r['lookup_median_ms']:.2f} | "
+            f"{r['db_bytes'] / 1e6:.0f} |"
+        )
+    by_scale = {r["scale"]: r for r in results}
+    if 0.5 in by_scale and 1.0 in by_scale:
+        growth = by_scale[1.0]["build_seconds"] / by_scale[0.5]["build_seconds"]
+        lines += ["", f"Growth 0.5 -> 1.0: {growth:.2f}x build time."]
+    slowest = max(results, key=lambda r: r["scale"])
+    lines += ["", f"Slowest stages at scale {slowest['scale']}:", ""]
+    timed = sorted(
+        {
+            **slowest["stage_seconds"],
+            **{f"model {k}": v for k, v in slowest["model_seconds"].items()},
+        }.items(),
+        key=lambda kv: -kv[1],
+    )
+    lines += [f"- {name}: {sec:.1f} s" for name, sec in timed[:8]]
+    return "\n".join(lines) + "\n"
+
+
+def machine_description() -> str:
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+def bench(scales: list[float], out: Path, threads: int, memory_limit: str | None) -> list[dict]:
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for scale in scales:
+        result = run_scale(scale, out, threads, memory_limit)
+        results.append(result)
+        log.info(
+            "scale %s: build %.1f s, floor %.1f s (ratio %.2f), peak RSS %.0f MB",
+            scale,
+            result["build_seconds"],
+            result["floor_seconds"],
+            result["build_over_floor"],
+            result["build_peak_rss_mb"],
+        )
+    machine = machine_description()
+    (out / "bench.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    (out / "bench.md").write_text(_markdown(results, machine))
+    return results
