@@ -67,7 +67,7 @@ def _insert_ranked(con: duckdb.DuckDBPyConnection, table: str, template: str) ->
     con.execute(f"insert into {table} {ranking_sql(template)}")
     return con.execute(
         f"select count(*) from {table} where model = getvariable('model_name')"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
 
 
 def clear_model(con: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -109,8 +109,8 @@ class ModelContext:
 
     def shape(self) -> tuple[int, int]:
         return (
-            self.con.execute("select count(*) from int_user_index").fetchone()[0],
-            self.con.execute("select count(*) from int_item_index").fetchone()[0],
+            self.con.execute("select count(*) from int_user_index").fetchall()[0][0],
+            self.con.execute("select count(*) from int_item_index").fetchall()[0][0],
         )
 
     def eval_candidates(self) -> sp.csr_matrix:
@@ -245,7 +245,7 @@ def run_model(
             "select (select count(*) from recommendations where model = $1),"
             " (select count(*) from eval_rankings where model = $1)",
             [model.name],
-        ).fetchone()
+        ).fetchall()[0]
     for temp in ("model_scores_raw", "model_item_scores", "model_user_scores"):
         con.execute(f"drop table if exists temp.{temp}")
     log.info(

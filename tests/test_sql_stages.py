@@ -28,7 +28,7 @@ STG_VIEWS = (
 )
 EVENT_FIELDS = (
     "user_id, video_id, play_duration_ms, video_duration_ms, event_unix_s, watch_ratio, "
-    "event_at, log_date, n_log_rows, n_log_dates"
+    "event_at, log_date, n_log_rows, last_log_date"
 )
 BUCKETS = "duration_bucket, from_duration_ms, to_duration_ms, n_train_views, ratio_threshold"
 RANKED = "model, user_id, rank, video_id, score"
@@ -256,9 +256,9 @@ def test_matrix_events_drop_exact_duplicates_and_keep_rewatches(con, matrix):
     assert_rows(
         rows,
         [
-            (1, 10, 3000, 10000, 200.0, 0.3, t1, D6, 1, 1),
-            (1, 10, 5000, 10000, 100.0, 0.5, t0, D5, 3, 2),
-            (2, 10, 5000, 10000, 100.0, 0.5, t0, D5, 1, 1),
+            (1, 10, 3000, 10000, 200.0, 0.3, t1, D6, 1, D6),
+            (1, 10, 5000, 10000, 100.0, 0.5, t0, D5, 3, D6),
+            (2, 10, 5000, 10000, 100.0, 0.5, t0, D5, 1, D5),
         ],
     )
 

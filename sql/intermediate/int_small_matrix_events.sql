@@ -1,6 +1,7 @@
 -- int_small_matrix_events: one row per distinct view event of the small matrix.
 -- Duplicate log rows (equal on user, video, play and video duration, timestamp and watch ratio)
--- are dropped; the log partition date is not an event field (KUAIREC.md), the earliest is kept.
+-- are dropped; the log partition date is not an event field (KUAIREC.md): log_date is the
+-- earliest and last_log_date the latest it was filed under.
 -- Re-watches (same pair, another timestamp) are distinct events and stay.
 with
 
@@ -19,7 +20,7 @@ final as (
         min(event_at) as event_at,
         min(log_date) as log_date,
         count(*) as n_log_rows,
-        count(distinct log_date) as n_log_dates
+        max(log_date) as last_log_date
     from views
     group by all
 )

@@ -20,7 +20,7 @@ final as (
         big_events.event_at,
         big_events.log_date,
         big_events.n_log_rows,
-        big_events.n_log_dates
+        big_events.last_log_date
     from big_events
     where not exists (
         select 1

@@ -54,7 +54,7 @@ counts as (
         ) as big_no_timestamp,
         (
             select count(*) from big_events
-            where n_log_dates > 1
+            where last_log_date > log_date
         ) as big_two_dates,
         (select count(*) from small_views) as small_read,
         (select count(*) from small_events) as small_kept,
