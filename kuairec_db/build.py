@@ -61,6 +61,7 @@ class BuildParams:
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     memory_limit: str | None = None
     force: bool = False  # rebuild everything, ignoring what the previous database holds
+    config: Path | None = None  # model settings file; None: models/settings.toml if present
 
     def validate(self) -> None:
         if self.label not in LABELS:
@@ -249,6 +250,7 @@ def _file_facts(src: sources.DataSource) -> dict[str, str]:
 
 
 def _select_models(params: BuildParams) -> list[hooks.Model]:
+    """The models to run, those built on other models' outputs last."""
     available = hooks.discover()
     names = params.models if params.models is not None else list(available)
     unknown = [n for n in names if n not in available]
@@ -257,17 +259,59 @@ def _select_models(params: BuildParams) -> list[hooks.Model]:
     for name in params.settings:
         if name not in names:
             raise UserError(f"--set names model {name!r}, which this build does not run")
-    return [available[n] for n in names]
+    chosen = [available[n] for n in names]
+    return sorted(chosen, key=lambda m: m.uses_other_models)
 
 
-def _model_settings(model: hooks.Model, overrides: dict[str, Any]) -> dict[str, Any]:
+def load_settings_file(path: Path | None) -> tuple[Path | None, dict[str, dict[str, Any]]]:
+    """The settings file (models/settings.toml unless --config says otherwise), if present."""
+    explicit = path is not None
+    path = path or stages.SETTINGS_FILE
+    if not path.is_file():
+        if explicit:
+            raise UserError(f"{path}: no such settings file")
+        return None, {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not a valid TOML settings file ({exc})") from None
+    bad = [k for k, v in data.items() if not isinstance(v, dict)]
+    if bad:
+        raise UserError(f"{path}: expected one [model] table per model, found {', '.join(bad)}")
+    return path, data
+
+
+def _convert(default: Any, value: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes"):
+            return True
+        if text in ("false", "0", "no"):
+            return False
+        raise UserError(f"{where}: expected true or false, got {value!r}")
+    try:
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: expected {type(default).__name__}, got {value!r}") from None
+
+
+def _model_settings(
+    model: hooks.Model, from_file: dict[str, Any], overrides: dict[str, Any], file: Path | None
+) -> dict[str, Any]:
+    """DEFAULTS of the model, then the settings file, then --set."""
     settings = hooks.model_defaults(model)
-    unknown = [k for k in overrides if k not in settings]
-    if unknown:
-        known = ", ".join(settings) or "none"
-        raise UserError(f"model {model.name} has no setting {', '.join(unknown)} (it has: {known})")
-    for key, value in overrides.items():
-        settings[key] = type(settings[key])(value)
+    known = ", ".join(settings) or "none"
+    for origin, values in ((str(file), from_file), ("--set", overrides)):
+        unknown = [k for k in values if k not in settings]
+        if unknown:
+            raise UserError(
+                f"{origin}: model {model.name} has no setting {', '.join(unknown)} "
+                f"(it has: {known})"
+            )
+        for key, value in values.items():
+            settings[key] = _convert(settings[key], value, f"{origin}: {model.name}.{key}")
     return settings
 
 
@@ -382,6 +426,8 @@ def plan_fingerprints(
         parts = [text, json.dumps(model_settings[model.name], sort_keys=True), model_code]
         parts += [f"top_n={params.top_n}", f"seed={params.seed}"]
         parts += [f"{d}={fps[d]}" for d in sorted(deps)]
+        if model.uses_other_models:
+            parts += [f"{k}={v}" for k, v in sorted(fps.items()) if k.startswith("model:")]
         fps[f"model:{model.name}"] = _digest(parts)
     return fps
 
@@ -430,7 +476,13 @@ def build(params: BuildParams) -> BuildResult:
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
     models = _select_models(params)
-    model_settings = {m.name: _model_settings(m, params.settings.get(m.name, {})) for m in models}
+    settings_file, file_settings = load_settings_file(params.config)
+    model_settings = {
+        m.name: _model_settings(
+            m, file_settings.get(m.name, {}), params.settings.get(m.name, {}), settings_file
+        )
+        for m in models
+    }
 
     lock = acquire_lock(target)
     con = None
@@ -648,11 +700,12 @@ def _build_info(
         "models": ",".join(model_settings),
     }
     for key, value in asdict(params).items():
-        if key in ("settings", "db", "data"):
+        if key in ("settings", "db", "data", "config"):
             continue
         info[f"param.{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
     info["param.db"] = str(params.db)
     info["param.data"] = str(params.data) if params.data else ""
+    info["param.config"] = str(params.config or stages.SETTINGS_FILE)
     for name, settings in model_settings.items():
         info[f"model.{name}.settings"] = json.dumps(settings, sort_keys=True)
         for key, value in model_timings.get(name, {}).items():

@@ -139,6 +139,12 @@ def register_build(sub) -> None:
     )
     p.add_argument("--memory-limit", metavar="SIZE", help="DuckDB memory limit, e.g. 4GB")
     p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="model settings file (default: models/settings.toml, written by tune)",
+    )
+    p.add_argument(
         "--force",
         action="store_true",
         help="rebuild everything (by default only what changed since the last build is redone)",
@@ -166,6 +172,7 @@ def run_build(args) -> int:
         threads=args.threads,
         memory_limit=args.memory_limit,
         force=args.force,
+        config=args.config,
     )
     result = build(params)
     if result.up_to_date:

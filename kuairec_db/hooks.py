@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from kuairec_db.errors import UserError
-from kuairec_db.stages import MODELS_DIR, ranking_sql, select_body
+from kuairec_db.stages import MODELS_DIR, ranking_sql, select_body, strip_comments
 
 log = logging.getLogger(__name__)
+
+
+OTHER_MODELS_OUTPUTS = ("recommendations", "eval_rankings", "model_user_factors",
+                        "model_item_factors")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,18 @@ class Model:
     @property
     def is_sql(self) -> bool:
         return self.path.suffix == ".sql"
+
+    @property
+    def uses_other_models(self) -> bool:
+        """True for a model built on other models' outputs (a hybrid): it runs after them.
+
+        A SQL model says so by naming recommendations, eval_rankings or the factor tables; a
+        Python model by ``USES_OTHER_MODELS = True``.
+        """
+        if self.is_sql:
+            text = strip_comments(self.path.read_text(encoding="utf-8")).lower()
+            return any(re.search(rf"\b{name}\b", text) for name in OTHER_MODELS_OUTPUTS)
+        return bool(getattr(load_module(self), "USES_OTHER_MODELS", False))
 
 
 def discover(models_dir: Path = MODELS_DIR) -> dict[str, Model]:

@@ -14,6 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = PROJECT_ROOT / "sql"
 MODELS_DIR = PROJECT_ROOT / "models"
 CATALOG_FILE = SQL_DIR / "catalog.toml"
+SETTINGS_FILE = MODELS_DIR / "settings.toml"  # model settings chosen by `tune`
 
 # folder -> materialisation. Tables are built before the models run, views after them.
 FOLDERS = {

@@ -466,3 +466,44 @@ def test_input_that_is_not_a_readable_file(tmp_path, demo_dir):
     assert_one_line_error(
         run_cli("build", "--data", str(data), "--db", str(tmp_path / "d")), "social_network.csv"
     )
+
+
+def test_settings_file_is_applied_and_checked(tmp_path, demo_dir):
+    db = tmp_path / "k.duckdb"
+    good = tmp_path / "settings.toml"
+    good.write_text("[als]\nfactors = 16\niterations = 2\n\n[unused_model]\nx = 1\n")
+    result = run_cli(
+        "build",
+        "--data",
+        str(demo_dir),
+        "--db",
+        str(db),
+        "--models",
+        "als",
+        "--config",
+        str(good),
+        "--set",
+        "als.iterations=3",
+    )
+    assert result.returncode == 0, result.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    info = dict(con.execute("select key, value from build_info").fetchall())
+    assert info["model.als.settings"] == '{"factors": 16, "iterations": 3, "regularization": 0.15}'
+    assert info["param.config"] == str(good)
+    dims = con.execute("select distinct len(factors) from model_user_factors").fetchall()
+    assert dims == [(16,)]
+    con.close()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[als]\nfactor = 16\n")
+    assert_one_line_error(
+        run_cli("build", "--demo", "--db", str(db), "--config", str(bad)),
+        "bad.toml",
+        "has no setting factor",
+    )
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[als\n")
+    assert_one_line_error(
+        run_cli("build", "--demo", "--db", str(db), "--config", str(broken)),
+        "broken.toml",
+        "not a valid TOML",
+    )
