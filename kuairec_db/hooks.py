@@ -30,8 +30,12 @@ from kuairec_db.stages import MODELS_DIR, ranking_sql, select_body, strip_commen
 log = logging.getLogger(__name__)
 
 
-OTHER_MODELS_OUTPUTS = ("recommendations", "eval_rankings", "model_user_factors",
-                        "model_item_factors")  # fmt: skip
+OTHER_MODELS_OUTPUTS = (
+    "recommendations",
+    "eval_rankings",
+    "model_user_factors",
+    "model_item_factors",
+)
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ class ModelContext:
     threads: int
     seed: int
     timings: dict[str, float] = field(default_factory=dict)
+    # False while tuning: only eval_rankings matter, so a model may skip its recommendations.
+    wants_recommendations: bool = True
 
     def training_matrix(self) -> sp.csr_matrix:
         """Users x items CSR of int_train_interactions.confidence (float32), in index order."""
@@ -172,6 +178,8 @@ class ModelContext:
 
     def write_recommendation_scores(self, user_index, item_index, score) -> int:
         """Scores (by index) of at least the top-N unseen videos per user -> recommendations."""
+        if not self.wants_recommendations:
+            return 0
         self._write_scores(user_index, item_index, score)
         return _insert_ranked(self.con, "recommendations", "recommend_from_user_scores")
 
@@ -224,8 +232,12 @@ def run_model(
     top_n: int,
     threads: int,
     seed: int,
+    recommendations: bool = True,
 ) -> dict[str, float]:
-    """Run one model into the contract tables; returns timings in seconds."""
+    """Run one model into the contract tables; returns timings in seconds.
+
+    recommendations=False (tuning) fills eval_rankings only.
+    """
     con.execute("set variable model_name = ?", [model.name])
     clear_model(con, model.name)
     started = time.perf_counter()
@@ -238,14 +250,18 @@ def run_model(
                 "create or replace temp table model_user_scores as "
                 "select user_id, video_id, score from model_scores_raw"
             )
-            n_recs = _insert_ranked(con, "recommendations", "recommend_from_user_scores")
+            n_recs = recommendations and _insert_ranked(
+                con, "recommendations", "recommend_from_user_scores"
+            )
             n_eval = _insert_ranked(con, "eval_rankings", "evaluate_from_user_scores")
         elif {"video_id", "score"} <= set(columns):
             con.execute(
                 "create or replace temp table model_item_scores as "
                 "select video_id, score from model_scores_raw"
             )
-            n_recs = _insert_ranked(con, "recommendations", "recommend_from_item_scores")
+            n_recs = recommendations and _insert_ranked(
+                con, "recommendations", "recommend_from_item_scores"
+            )
             n_eval = _insert_ranked(con, "eval_rankings", "evaluate_from_item_scores")
         else:
             raise UserError(
@@ -255,7 +271,9 @@ def run_model(
         timings = {"seconds": time.perf_counter() - started}
     else:
         module = load_module(model)
-        ctx = ModelContext(con, model.name, settings, top_n, threads, seed)
+        ctx = ModelContext(
+            con, model.name, settings, top_n, threads, seed, wants_recommendations=recommendations
+        )
         module.run(ctx)
         timings = {"seconds": time.perf_counter() - started, **ctx.timings}
         n_recs, n_eval = con.execute(

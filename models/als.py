@@ -56,13 +56,14 @@ def run(ctx: ModelContext) -> None:
     ctx.write_factors(user_factors, item_factors)
 
     started = time.perf_counter()
-    users = np.arange(n_users)
-    ids, scores = model.recommend(
-        users, matrix, N=min(ctx.top_n, n_items), filter_already_liked_items=True
-    )
-    rows = np.repeat(users, ids.shape[1])
-    keep = (ids.ravel() >= 0) & np.isfinite(scores.ravel())
-    ctx.write_recommendation_scores(rows[keep], ids.ravel()[keep], scores.ravel()[keep])
+    if ctx.wants_recommendations:
+        users = np.arange(n_users)
+        ids, scores = model.recommend(
+            users, matrix, N=min(ctx.top_n, n_items), filter_already_liked_items=True
+        )
+        rows = np.repeat(users, ids.shape[1])
+        keep = (ids.ravel() >= 0) & np.isfinite(scores.ravel())
+        ctx.write_recommendation_scores(rows[keep], ids.ravel()[keep], scores.ravel()[keep])
 
     candidates = ctx.eval_candidates()
     eval_users = np.flatnonzero(np.diff(candidates.indptr))
