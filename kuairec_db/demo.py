@@ -6,10 +6,11 @@ order of ``schema.SOURCES``). Scale 1.0 has the real shape (7,176 users, 10,728 
 
 Planted structure, so that models have something to find:
 
-* topics: every video has a main topic (which also sets its caption categories and its first
-  tag) plus a small mixed topic vector; every user has a taste concentrated on 1-3 topics;
-* exposure in the big matrix grows with a Zipf-like video popularity and with taste affinity;
-  user activity is heavy-tailed;
+* topics: 10 topics of 3 subtopics each. Every video has a main topic and subtopic (which also
+  set its first- and second-level caption categories, its first tag and its video_tag) plus a
+  small random mix; every user has a taste concentrated on the subtopics of 1-3 topics;
+* exposure in the big matrix grows with a Zipf-like video popularity (correlated with quality)
+  and with taste affinity; user activity is heavy-tailed;
 * watch time: about 7.5 s of most videos whatever their length (so short videos get a high
   watch_ratio), times an affinity effect, a per-video quality effect, a user effect and noise;
 * the small matrix is the same process, fully observed: each small user sees each small video.
@@ -40,7 +41,6 @@ _BIG_ROWS = 12_530_806
 _SMALL_USERS = 1411
 _SMALL_VIDEOS = 3327
 _SOCIAL_ROWS = 472
-_DAILY_ROWS_PER_VIDEO = 32.0
 _MIN_USERS, _MIN_VIDEOS, _MIN_SMALL_USERS, _MIN_SMALL_VIDEOS = 30, 50, 10, 20
 
 # Rates of the real quirks.
@@ -65,24 +65,28 @@ _HOUR_WEIGHTS = np.array(
 
 # Latent model.
 _TOPICS = 10
+_SUBTOPICS = 3  # per topic; they are the second-level categories
+_PREVALENCE_CONC = 20.0  # Dirichlet concentration of how common each topic is among users
+_SUB_CONCENTRATION = 3.0  # Dirichlet concentration of a user's taste among subtopics
+_TASTE_FLOOR = 0.03
+_VIDEO_MIX = 0.3  # share of a video's topic vector spread at random
+_VIDEO_TOPIC_SHARE = 0.25  # share spread evenly over the subtopics of its main topic
 _TAGS = 31
 _EXPOSURE_AFFINITY = 3.0  # log exposure odds per unit of taste affinity
 _ZIPF = 0.5  # popularity ~ (rank share + _ZIPF_HEAD) ** -_ZIPF, the same spread at every scale
 _ZIPF_HEAD = 0.02
 _POP_QUALITY_CORR = 0.7  # popular videos tend to be the better ones
 _WATCH_BASE_S = 7.5  # typical seconds watched, whatever the video length
-_LENGTH_ELASTICITY = 0.55  # watch time grows only weakly with video length
-_WATCH_AFFINITY = 2.0  # log watch time per unit of taste affinity
-_AFFINITY_REF = 0.175
+_LENGTH_ELASTICITY = 0.65  # watch time grows only weakly with video length
+_WATCH_AFFINITY = 2.5  # log watch time per unit of taste affinity
+_AFFINITY_REF = 0.11
 _QUALITY_SD = 0.15
 _USER_SD = 0.15
-_NOISE_SD = 0.4
-_FEED_EFFECT = -0.35  # log watch-time offset of big-matrix (feed) views
+_NOISE_SD = 0.35
+_FEED_EFFECT = -0.22  # log watch-time offset of big-matrix (feed) views
 _LENGTH_SD = 0.45  # log-sd of video length around the 9.6 s median
 _CHUNK_USERS = 256
-
-_Progress = Callable[[str], None] | None
-
+_GRID = 1024  # tastes and topic vectors are rounded to multiples of 1 / _GRID
 
 # --- topics, tags and words --------------------------------------------------------------------
 # (name, first-level category id, second-level (id, name), third-level (id, name), words)
@@ -259,9 +263,10 @@ def _sizes(scale: float) -> _Sizes:
 @dataclass
 class _World:
     sizes: _Sizes
-    taste: np.ndarray  # (users, topics), max entry 1 per user
+    taste: np.ndarray  # (users, subtopics), max entry 1 per user
     main_topic: np.ndarray  # (videos,)
-    video_topics: np.ndarray  # (videos, topics), rows sum to 1
+    main_sub: np.ndarray  # (videos,) subtopic, topic * _SUBTOPICS + j
+    video_topics: np.ndarray  # (videos, subtopics), rows sum to about 1
     duration_ms: np.ndarray  # (videos,) int64
     quality: np.ndarray  # (videos,) log watch-time effect
     log_pop: np.ndarray  # (videos,) log exposure weight
@@ -274,31 +279,36 @@ class _World:
 
 
 def _affinity(taste: np.ndarray, video_topics: np.ndarray) -> np.ndarray:
-    """taste @ video_topics.T, summed in a fixed order (no BLAS, so bit-for-bit repeatable)."""
-    out = np.zeros((taste.shape[0], video_topics.shape[0]))
-    for k in range(taste.shape[1]):
-        out += np.multiply.outer(taste[:, k], video_topics[:, k])
-    return out
+    """taste @ video_topics.T. Both hold multiples of 2**-10 below 1, so every product and sum
+    is exact in float64: the result does not depend on the BLAS or its summation order."""
+    return taste @ video_topics.T
 
 
 def _pair_affinity(taste: np.ndarray, video_topics: np.ndarray) -> np.ndarray:
-    """Row-wise dot product of two (n, topics) arrays, in a fixed order."""
-    out = np.zeros(taste.shape[0])
-    for k in range(taste.shape[1]):
-        out += taste[:, k] * video_topics[:, k]
-    return out
+    """Row-wise dot product of two (n, subtopics) arrays (exact, see _affinity)."""
+    return np.einsum("ij,ij->i", taste, video_topics)
+
+
+def _on_grid(x: np.ndarray) -> np.ndarray:
+    return np.rint(x * _GRID) / _GRID
 
 
 def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
-    n_u, n_v, k = sizes.users, sizes.videos, _TOPICS
-    prevalence = rng.dirichlet(np.full(k, 4.0))
+    n_u, n_v, k, n_sub = sizes.users, sizes.videos, _TOPICS, _SUBTOPICS
+    dims = k * n_sub  # latent dimensions: the subtopics (second-level categories)
+    prevalence = rng.dirichlet(np.full(k, _PREVALENCE_CONC))
 
-    # Users: taste on 1-3 topics (scaled so the favourite is 1), a small floor on the rest.
+    # Users: taste on 1-3 topics with a preference among their subtopics, scaled so the
+    # favourite subtopic is 1, and a small floor on everything else.
     n_fav = rng.choice([1, 2, 3], size=n_u, p=[0.3, 0.45, 0.25])
     keys = np.log(prevalence)[None, :] + rng.gumbel(size=(n_u, k))
     rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
-    weights = rng.gamma(2.0, size=(n_u, k)) * (rank < n_fav[:, None])
-    taste = 0.05 + 0.95 * weights / weights.max(axis=1, keepdims=True)
+    topic_weight = rng.gamma(2.0, size=(n_u, k)) * (rank < n_fav[:, None])
+    sub_share = rng.dirichlet(np.full(n_sub, _SUB_CONCENTRATION), size=(n_u, k))
+    weights = (topic_weight[:, :, None] * sub_share).reshape(n_u, dims)
+    taste = _on_grid(
+        _TASTE_FLOOR + (1 - _TASTE_FLOOR) * weights / weights.max(axis=1, keepdims=True)
+    )
     user_bias = rng.normal(0.0, _USER_SD, n_u)
 
     # Heavy-tailed activity (real: 100 to 16,015 views, median about 1,850).
@@ -315,8 +325,13 @@ def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
 
     # Videos: main topic, mixed topic vector, length, quality, popularity.
     main_topic = rng.choice(k, size=n_v, p=rng.dirichlet(np.full(k, 6.0)))
-    video_topics = 0.3 * rng.dirichlet(np.full(k, 0.5), size=n_v)
-    video_topics[np.arange(n_v), main_topic] += 0.7
+    main_sub = main_topic * n_sub + rng.integers(0, n_sub, n_v)
+    video_topics = _VIDEO_MIX * rng.dirichlet(np.full(dims, 0.3), size=n_v)
+    rows = np.arange(n_v)
+    for j in range(n_sub):
+        video_topics[rows, main_topic * n_sub + j] += _VIDEO_TOPIC_SHARE / n_sub
+    video_topics[rows, main_sub] += 1 - _VIDEO_MIX - _VIDEO_TOPIC_SHARE
+    video_topics = _on_grid(video_topics)
     seconds = np.exp(rng.normal(math.log(9.6), _LENGTH_SD, n_v))
     long_tail = rng.random(n_v) < 0.02
     seconds[long_tail] = np.exp(rng.normal(math.log(60.0), 0.7, long_tail.sum()))
@@ -346,6 +361,7 @@ def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
         sizes,
         taste,
         main_topic,
+        main_sub,
         video_topics,
         duration_ms,
         quality,
@@ -396,6 +412,12 @@ def _event_times(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarr
     hour = rng.choice(24, size=n, p=_HOUR_WEIGHTS / _HOUR_WEIGHTS.sum())
     local_ms = day.astype(np.int64) * _DAY_MS + hour * 3_600_000 + rng.integers(0, 3_600_000, n)
     return local_ms - _LOCAL_OFFSET_MS, day.astype(np.int32)
+
+
+def _order_by(user: np.ndarray, ts: np.ndarray, copy: np.ndarray) -> np.ndarray:
+    """Row order by user, then time, then original before its duplicate (one int64 key)."""
+    key = user.astype(np.int64) << 35 | (ts - (_DAY0 - 1) * _DAY_MS) << 1 | copy
+    return np.argsort(key, kind="stable")
 
 
 def _sample_pairs(w: _World, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -460,8 +482,8 @@ def _big_matrix(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     u, v = np.r_[u, u[dup]], np.r_[v, v[dup]]
     play, ratio = np.r_[play, play[dup]], np.r_[ratio, ratio[dup]]
     ts, day = np.r_[ts, ts[dup]], np.r_[day, dup_day]
-    is_copy = np.r_[np.zeros(u.size - n_dup, bool), np.ones(n_dup, bool)]
-    order = np.lexsort((is_copy, ts, u))
+    is_copy = np.r_[np.zeros(u.size - n_dup, np.int64), np.ones(n_dup, np.int64)]
+    order = _order_by(u, ts, is_copy)
     return pd.DataFrame(
         {
             "user_id": u[order],
@@ -478,13 +500,15 @@ def _big_matrix(w: _World, rng: np.random.Generator) -> pd.DataFrame:
 def _small_matrix(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     su, sv = w.small_users, w.small_videos
     aff = _affinity(w.taste[su], w.video_topics[sv])
-    keep = rng.random(aff.shape) < _SMALL_KEEP  # the rest were blocked by the user
+    keep = np.ones(aff.shape, bool)  # less the pairs the users blocked
+    n_blocked = max(1, round((1 - _SMALL_KEEP) * keep.size))
+    keep.flat[rng.choice(keep.size, size=n_blocked, replace=False)] = False
     r, c = np.nonzero(keep)
     u, v, a = su[r].astype(np.int32), sv[c].astype(np.int32), aff[r, c]
     del aff, keep, r, c
     play, ratio = _watch(w, u, v, a, rng)
     ts, day = _event_times(u.size, rng)
-    order = np.lexsort((ts, u))
+    order = _order_by(u, ts, np.zeros(u.size, np.int64))
     untimed = rng.random(u.size) < _SMALL_UNTIMED
     return pd.DataFrame(
         {
@@ -518,6 +542,7 @@ COPY (
 def _copy_csv(frame: pd.DataFrame, sql: str, path: Path) -> None:
     con = duckdb.connect()
     try:
+        con.execute("SET enable_progress_bar = false")
         con.register("frame", frame)
         con.execute(sql.replace("{path}", str(path).replace("'", "''")))
     finally:
@@ -561,7 +586,7 @@ def _social_network(w: _World, rng: np.random.Generator) -> list[list[object]]:
     n_u = w.sizes.users
     n_rows = min(n_u, max(5, round(_SOCIAL_ROWS * w.sizes.scale)))
     members = np.sort(rng.choice(n_u, size=n_rows, replace=False))
-    favourite = np.argmax(w.taste, axis=1)
+    favourite = np.argmax(w.taste, axis=1) // _SUBTOPICS
     rows = []
     for user in members:
         n_friends = int(rng.choice([1, 2, 3, 4, 6], p=[0.35, 0.3, 0.18, 0.12, 0.05]))
@@ -686,7 +711,7 @@ def _caption(w: _World, vid: int, rng: np.random.Generator) -> list[object]:
     if roll[5] < 0.02:
         caption = ""
     topic_tag = f"[{name},{rng.choice(words)}]" if roll[6] < 0.35 else "[]"
-    second_id, second_name = seconds[int(rng.integers(len(seconds)))]
+    second_id, second_name = seconds[int(w.main_sub[vid]) % _SUBTOPICS]
     third_id, third_name = thirds[int(rng.integers(len(thirds)))]
     if roll[7] < 0.5:
         third_id, third_name = -124, "UNKNOWN"
@@ -759,7 +784,7 @@ def _item_daily(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     first = np.where(old, 0, rng.integers(0, _SPAN_DAYS, n_v))
     upload = np.where(old, -rng.integers(1, 400, n_v), first)
     span = _SPAN_DAYS - first
-    alive = np.maximum(1, np.rint(span * rng.uniform(0.35, 1.0, n_v))).astype(np.int64)
+    alive = np.maximum(1, np.rint(span * rng.uniform(0.5, 1.0, n_v))).astype(np.int64)
     alive = np.minimum(alive, span)
     vid = np.repeat(np.arange(n_v), alive)
     offset = np.arange(vid.size) - np.repeat(np.cumsum(alive) - alive, alive)
@@ -772,7 +797,7 @@ def _item_daily(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     age = (day - upload[vid]).astype(float)
     show = np.floor(np.exp(w.log_pop[vid] + 9.5) * noise(0.6) / np.sqrt(1.0 + age / 7.0))
     play_rate = 1.0 / (1.0 + np.exp(-(1.2 + w.quality[vid])))
-    play = np.floor(show * play_rate * noise(0.05))
+    play = np.minimum(show, np.floor(show * play_rate * noise(0.05)))
     sec = w.duration_ms[vid] / 1000.0
     per_play_ms = np.minimum(_WATCH_BASE_S, sec * 3) * 1000 * np.exp(w.quality[vid])
     complete_rate = np.clip(_WATCH_BASE_S / sec * np.exp(w.quality[vid]) * 0.5, 0.02, 0.98)
@@ -782,13 +807,13 @@ def _item_daily(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     cols["play_cnt"] = play
     cols["play_user_num"] = np.floor(play * 0.9)
     cols["play_duration"] = np.floor(play * per_play_ms * noise(0.1))
-    cols["complete_play_cnt"] = np.floor(play * complete_rate * noise(0.1))
+    cols["complete_play_cnt"] = np.minimum(play, np.floor(play * complete_rate * noise(0.1)))
     cols["complete_play_user_num"] = np.floor(cols["complete_play_cnt"] * 0.88)
-    cols["valid_play_cnt"] = np.floor(play * 0.7 * noise(0.1))
+    cols["valid_play_cnt"] = np.minimum(play, np.floor(play * 0.7 * noise(0.1)))
     cols["valid_play_user_num"] = np.floor(cols["valid_play_cnt"] * 0.9)
-    cols["long_time_play_cnt"] = np.floor(play * 0.3 * noise(0.2))
+    cols["long_time_play_cnt"] = np.minimum(play, np.floor(play * 0.3 * noise(0.2)))
     cols["long_time_play_user_num"] = np.floor(cols["long_time_play_cnt"] * 0.9)
-    cols["short_time_play_cnt"] = np.floor(play * 0.25 * noise(0.2))
+    cols["short_time_play_cnt"] = np.minimum(play, np.floor(play * 0.25 * noise(0.2)))
     cols["short_time_play_user_num"] = np.floor(cols["short_time_play_cnt"] * 0.92)
     progress = np.clip(complete_rate * noise(0.1), 0.0, 1.0)
     cols["play_progress"] = np.round(progress, 4)
@@ -797,7 +822,7 @@ def _item_daily(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     cols["comment_stay_duration"] = stay
     engagement = np.exp(w.quality[vid] * 2.0)
     for name, rate in _DAILY_RATES:
-        cols[name] = np.floor(play * rate * engagement[:] * noise(0.7))
+        cols[name] = np.floor(play * rate * engagement * noise(0.7))
     for name, source in _USER_COUNTERS.items():
         cols[name] = np.floor(cols[source] * 0.95)
 
@@ -818,29 +843,26 @@ def _item_daily(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     tag_id = np.array([_topic_tags(int(t))[0] for t in w.main_topic])
     tag_name = np.array(_TAG_NAMES, dtype=object)[tag_id]
 
-    frame = pd.DataFrame(
-        {
-            "video_id": vid.astype(np.int32),
-            "date": (_DAY0 + day).astype(np.int32),
-            "author_id": author[vid],
-            "video_type": video_type[vid],
-            "upload_dt": upload_dt[vid],
-            "upload_type": upload_type[vid],
-            "visible_status": visible[vid],
-            "video_duration": w.duration_ms[vid].astype(float),
-            "video_width": width[vid],
-            "video_height": height[vid],
-            "music_id": music[vid],
-            "video_tag_id": tag_id[vid],
-            "video_tag_name": tag_name[vid],
-        }
-    )
-    for name in SOURCES["item_daily_features"][1]:
-        if name in cols:
-            values = cols[name]
-            keep_float = name in ("play_progress", "comment_stay_duration")
-            frame[name] = values if keep_float else values.astype(np.int64)
-    return frame
+    data = {
+        "video_id": vid.astype(np.int32),
+        "date": (_DAY0 + day).astype(np.int32),
+        "author_id": author[vid],
+        "video_type": video_type[vid],
+        "upload_dt": upload_dt[vid],
+        "upload_type": upload_type[vid],
+        "visible_status": visible[vid],
+        "video_duration": w.duration_ms[vid].astype(float),
+        "video_width": width[vid],
+        "video_height": height[vid],
+        "music_id": music[vid],
+        "video_tag_id": tag_id[vid],
+        "video_tag_name": tag_name[vid],
+    }
+    # Counters are integers; the two columns with fractions or empty cells stay floats.
+    floats = ("play_progress", "comment_stay_duration")
+    for name, values in cols.items():
+        data[name] = values if name in floats else values.astype(np.int64)
+    return pd.DataFrame(data)[list(SOURCES["item_daily_features"][1])]
 
 
 def _write_item_daily(frame: pd.DataFrame, path: Path) -> None:
