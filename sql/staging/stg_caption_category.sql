@@ -1,6 +1,6 @@
 -- stg_caption_category: one row per record of kuairec_caption_category.csv.
 -- Bare carriage returns were swapped for U+E00D (chr(57357)) while parsing; restored here.
--- Unknown categories are 'UNKNOWN' / -124 in the file and null here.
+-- Unknown texts and categories are 'UNKNOWN' / -124 in the file and null here.
 with
 
 source as (
@@ -10,8 +10,8 @@ source as (
 final as (
     select
         video_id,
-        replace(manual_cover_text, chr(57357), chr(13)) as manual_cover_text,
-        replace(caption, chr(57357), chr(13)) as caption,
+        nullif(replace(manual_cover_text, chr(57357), chr(13)), 'UNKNOWN') as manual_cover_text,
+        nullif(replace(caption, chr(57357), chr(13)), 'UNKNOWN') as caption,
         topic_tag as topic_tag_text,
         nullif(first_level_category_id::bigint, -124) as first_level_category_id,
         nullif(first_level_category_name, 'UNKNOWN') as first_level_category_name,
