@@ -33,7 +33,17 @@ def test_kill_9_mid_build_leaves_previous_database_and_next_build_cleans_up(
     before = md5(db)
     env = {k: v for k, v in os.environ.items() if k != "KUAIREC_DATA"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kuairec_db", "build", "--data", str(demo_dir), "--db", str(db)],
+        [
+            sys.executable,
+            "-m",
+            "kuairec_db",
+            "build",
+            "--data",
+            str(demo_dir),
+            "--db",
+            str(db),
+            "--force",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

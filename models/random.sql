@@ -1,0 +1,130 @@
+-- random: one row per (user, video) pair the model ranks: a seeded pseudo-random score, the floor
+-- every model must clear.
+-- Keys from md5 (the same in every DuckDB version, unlike hash()), seed = 42 (the default
+-- --seed; hard-coded until the build passes its seed to SQL): user_a, user_c = hex digits 1-8
+-- and 9-16 of md5('user:' || user_id || ':' || seed) mod p; video_b, video_d likewise from
+-- md5('video:' || video_id || ':' || seed); p = 2^31 - 1 (a prime).
+-- score = ((user_a * video_b + user_c * video_d) mod p) / p, in [0, 1).
+-- For one user the scores of different videos are as independent and uniform as the video keys,
+-- and for two users the map from (video_b, video_d) to their two scores is invertible mod p
+-- (unless user_a * user_c' = user_a' * user_c mod p, a 1 in p chance), so the two users' orders
+-- are independent too. The products stay below 2^62 (exact bigint arithmetic), and two keys per
+-- row cost far less than an md5 per (user, video) pair.
+-- Pairs: every small-matrix user's candidates (int_ground_truth), and every big-matrix user's
+-- top_n unseen videos by score (ties: smaller video_id), found by streaming all (user, video)
+-- pairs through a top-n aggregate (max_by): the 77M pairs of the full data are never stored.
+with
+
+users as (
+    select * from int_user_index
+),
+
+videos as (
+    select * from int_item_index
+),
+
+train_pairs as (
+    select * from int_train_interactions
+),
+
+candidates as (
+    select * from int_ground_truth
+),
+
+user_keys as (
+    select
+        user_id,
+        ('0x' || substr(md5('user:' || user_id || ':42'), 1, 8))::bigint % 2147483647 as user_a,
+        ('0x' || substr(md5('user:' || user_id || ':42'), 9, 8))::bigint % 2147483647 as user_c
+    from users
+),
+
+video_keys as (
+    select
+        video_id,
+        ('0x' || substr(md5('video:' || video_id || ':42'), 1, 8))::bigint % 2147483647
+            as video_b,
+        ('0x' || substr(md5('video:' || video_id || ':42'), 9, 8))::bigint % 2147483647
+            as video_d
+    from videos
+),
+
+unseen_scores as (
+    select
+        user_keys.user_id,
+        video_keys.video_id,
+        (
+            user_keys.user_a * video_keys.video_b + user_keys.user_c * video_keys.video_d
+        ) % 2147483647 / 2147483647 as score
+    from user_keys
+    cross join video_keys
+    where not exists (
+        select 1
+        from train_pairs
+        where
+            train_pairs.user_id = user_keys.user_id
+            and train_pairs.video_id = video_keys.video_id
+    )
+),
+
+top_lists as (
+    select
+        user_id,
+        max_by(
+            struct_pack(video_id, score),
+            struct_pack(score, video_order := -video_id),
+            getvariable('top_n')
+        ) as top_videos
+    from unseen_scores
+    group by all
+),
+
+top_entries as (
+    select
+        user_id,
+        unnest(top_videos) as top_video
+    from top_lists
+),
+
+top_unseen as (
+    select
+        top_entries.user_id,
+        top_entries.top_video.video_id,
+        top_entries.top_video.score
+    from top_entries
+),
+
+candidate_scores as (
+    select
+        candidates.user_id,
+        candidates.video_id,
+        (
+            user_keys.user_a * video_keys.video_b + user_keys.user_c * video_keys.video_d
+        ) % 2147483647 / 2147483647 as score
+    from candidates
+    inner join user_keys on candidates.user_id = user_keys.user_id
+    inner join video_keys on candidates.video_id = video_keys.video_id
+),
+
+final as (
+    select
+        user_id,
+        video_id,
+        max(score) as score
+    from (
+        select
+            user_id,
+            video_id,
+            score
+        from top_unseen
+        union all
+        select
+            user_id,
+            video_id,
+            score
+        from candidate_scores
+    ) as scored
+    group by all
+)
+
+select * from final
