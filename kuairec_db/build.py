@@ -132,7 +132,8 @@ def acquire_lock(target: Path):
         holder = fh.read().strip() or "unknown"
         fh.close()
         raise UserError(
-            f"another build of {target} is running (pid {holder}); wait for it to finish"
+            f"{target} is busy: another build (or tune / exposure-study) is writing it "
+            f"(pid {holder}); wait for it to finish"
         ) from None
     fh.seek(0)
     fh.truncate()
@@ -328,12 +329,20 @@ def apply_comments(con: duckdb.DuckDBPyConnection, catalog_file: Path = stages.C
     def quote(text: str) -> str:
         return "'" + " ".join(text.split()).replace("'", "''") + "'"
 
+    columns = {
+        (t, c)
+        for t, c in con.execute(
+            "select table_name, column_name from information_schema.columns "
+            "where table_catalog = current_database()"
+        ).fetchall()
+    }
     for name, entry in catalog.items():
         if name not in kinds:
             continue
         con.execute(f"comment on {kinds[name]} {name} is {quote(entry['description'])}")
         for column, text in entry.get("columns", {}).items():
-            con.execute(f"comment on column {name}.{column} is {quote(text)}")
+            if (name, column) in columns:
+                con.execute(f"comment on column {name}.{column} is {quote(text)}")
 
 
 def _run_stage(con, stage: stages.Stage, src: sources.DataSource | None) -> float:
@@ -564,9 +573,17 @@ def build(params: BuildParams) -> BuildResult:
             model_timings[model.name] = hooks.run_model(
                 con, model, model_settings[model.name], params.top_n, params.threads, params.seed
             )
-        for name in set(previous) - set(fps):
-            if not name.startswith("model:"):
-                con.execute(f"drop table if exists {name}")
+        # The database holds what this build makes and nothing else: tables of removed stages,
+        # and results that other commands (tune, exposure-study) computed on the previous
+        # build, would be stale.
+        keep = {s.name for s in all_stages} | set(stages.CONTRACT_TABLES)
+        keep |= {"build_info", FINGERPRINT_TABLE}
+        for name, kind in con.execute(
+            "select table_name, table_type from information_schema.tables "
+            "where table_catalog = 'kuairec' and table_schema = 'main'"
+        ).fetchall():
+            if name not in keep:
+                con.execute(f"drop {'view' if kind == 'VIEW' else 'table'} if exists {name}")
 
         log.info("evaluation views")
         for stage in (s for s in all_stages if s.kind == "view"):

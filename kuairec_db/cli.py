@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def _commands() -> list:
     # Each command module exposes register(subparsers) and sets args.func.
-    from kuairec_db import commands, download
+    from kuairec_db import commands, download, exposure, report
 
     return [
         commands.register_build,
@@ -25,6 +25,8 @@ def _commands() -> list:
         commands.register_metrics,
         commands.register_demo,
         commands.register_bench,
+        exposure.register,
+        report.register,
     ]
 
 

@@ -423,7 +423,7 @@ def test_second_build_on_same_target_refuses_at_once(tmp_path):
         held.write("4242")
         held.flush()
         result = run_cli("build", "--demo", "--db", str(db), timeout=30)
-    assert_one_line_error(result, "another build", "running")
+    assert_one_line_error(result, "is busy", "another build")
     assert not db.exists()
 
 

@@ -1,0 +1,843 @@
+"""``exposure-study``: the KuaiRec paper's central experiment on a built database.
+
+Sparse test sets are sampled from the fully observed small matrix (the test users' pairs of
+``eval_ground_truth``) under three exposure strategies, at several densities, and every model is
+evaluated on each of them; Kendall's tau says how well each sparse set orders the models the
+way the fully observed matrix does. Beside it, the usual sparse protocol: a temporal split of
+the big matrix, with the cheap models retrained on the earlier views.
+
+How a model is ranked on a sparse set: its ranking of a user's sampled candidates is its ranking
+of all the user's candidates restricted to the sampled ones. ``eval_rankings`` only holds the
+top-N, so the command first scores every candidate of every model (``exposure_scores``, a temp
+table), without touching the models' code or the build's tables:
+
+- a SQL model: its SELECT (``models/NAME.sql``) is run again and joined to all candidates;
+- a Python model with factors (``model_user_factors``, ``model_item_factors``): the dot product;
+- another Python model: refitted with a context whose evaluation list is every candidate and
+  whose other outputs are dropped (same settings and seed as the build, from ``build_info``);
+  a model that then scores only part of the candidates (one that re-ranks other models' lists)
+  is left out, and so is a model whose file is gone.
+How far the re-scoring reproduces the build's ``eval_rankings`` is recorded per model.
+
+The SQL is in ``sql/exposure/`` (linted like the rest; the build does not run that folder):
+each file is one SELECT over temp tables this module fills, run in this order.
+
+Writing: the command holds the build's lock (``.NAME.lock``; it refuses while a build runs),
+works on a copy of the database (``.NAME.building-PID``) and renames it over the original at
+the end, like ``build``: an interrupted study leaves the database untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from kuairec_db import __version__, hooks, stages
+from kuairec_db.build import STORAGE_VERSION, acquire_lock, remove_leftovers
+from kuairec_db.errors import UserError
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("uniform", "positivity", "popularity")
+DEFAULT_DENSITIES = (0.1, 0.3, 0.5, 0.7, 0.9)
+DEFAULT_K = (10,)
+DEFAULT_SEED = 42
+POSITIVITY_WEIGHT = 5.0  # a relevant pair is 5 times as likely to be exposed
+POPULARITY_EXPONENT = 1.0  # exposure weight = (training users of the video + 1) ^ this
+STUDY_SPLIT = "test"  # the study samples and evaluates the test users only
+DEFAULT_TEMPORAL_DAYS = 7
+DEFAULT_TEMPORAL_MODELS = ("popularity", "als")
+MIN_SCORED_SHARE = 0.99  # a re-scored model must score at least this share of the candidates
+
+EXPOSURE_DIR = stages.SQL_DIR / "exposure"
+STUDY_TABLES = ("eval_exposure_samples", "eval_exposure_study")
+TEMPORAL_TABLE = "eval_temporal_split"
+OUTPUT_TABLES = (*STUDY_TABLES, "eval_exposure_models", "eval_exposure_info", TEMPORAL_TABLE)
+REQUIRED = (
+    "build_info",
+    "eval_ground_truth",
+    "eval_rankings",
+    "eval_metrics",
+    "feat_video_popularity",
+    "int_train_events",
+    "int_user_index",
+    "int_item_index",
+)
+# Build variables that sql/ files read with getvariable(), and their build_info keys.
+BUILD_VARIABLES = {
+    "top_n": ("param.top_n", int),
+    "eval_k": ("param.k", json.loads),
+    "label": ("param.label", str),
+    "label_threshold": ("param.label_threshold", float),
+    "label_quantile": ("param.label_quantile", float),
+    "label_duration_buckets": ("param.label_duration_buckets", int),
+    "tune_percent": ("param.tune_percent", int),
+    "popularity_prior_views": ("param.popularity_prior_views", float),
+    "confidence_alpha": ("param.confidence_alpha", float),
+    "watch_ratio_cap": ("param.watch_ratio_cap", float),
+}
+CONTRACT = ("recommendations", "eval_rankings", "model_user_factors", "model_item_factors")
+
+
+@dataclass
+class StudyParams:
+    """Every setting of one run; they end up in eval_exposure_info."""
+
+    db: Path = Path("kuairec.duckdb")
+    densities: list[float] = field(default_factory=lambda: list(DEFAULT_DENSITIES))
+    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
+    seed: int = DEFAULT_SEED
+    k: list[int] = field(default_factory=lambda: list(DEFAULT_K))
+    models: list[str] | None = None  # None: every model of the database
+    temporal: bool = True
+    temporal_days: int = DEFAULT_TEMPORAL_DAYS
+    temporal_models: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPORAL_MODELS))
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    def validate(self) -> None:
+        if not self.densities or any(not 0 < d <= 1 for d in self.densities):
+            raise UserError("--densities takes shares in (0, 1], e.g. 0.1,0.3,0.5,0.7,0.9")
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if not self.strategies or unknown:
+            raise UserError(
+                f"--strategies: unknown {', '.join(unknown) or '(none given)'}; "
+                f"choose from {', '.join(STRATEGIES)}"
+            )
+        if not self.k or any(k < 1 for k in self.k):
+            raise UserError("--k takes positive cutoffs, e.g. --k 10")
+        if self.temporal_days < 1:
+            raise UserError("--temporal-days must be at least 1")
+        if self.threads < 1:
+            raise UserError("--threads must be at least 1")
+
+
+@dataclass
+class StudyResult:
+    db: Path
+    seconds: float
+    models: list[str]  # in the study
+    left_out: dict[str, str]  # model -> why
+    temporal_models: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening the database
+
+
+def check_database(db: Path) -> dict[str, str]:
+    """build_info of a database that holds the evaluation tables, else one clear UserError."""
+    if not db.is_file():
+        raise UserError(f"{db}: no database here; build it first: python -m kuairec_db build")
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"{db}: cannot open the database ({first})") from None
+    try:
+        tables = con.execute("select table_name from information_schema.tables").fetchall()
+        names = {r[0] for r in tables}
+        missing = [n for n in REQUIRED if n not in names]
+        if missing:
+            raise UserError(
+                f"{db}: not a kuairec_db database with evaluation tables (no "
+                f"{', '.join(missing)}); build it with: python -m kuairec_db build --db {db}"
+            )
+        info = dict(con.execute("select key, value from build_info").fetchall())
+        models = con.execute("select distinct model from eval_rankings order by 1").fetchall()
+        info["models_in_eval_rankings"] = ",".join(r[0] for r in models)
+        return info
+    finally:
+        con.close()
+
+
+def check_models(params: StudyParams, info: dict[str, str]) -> None:
+    """--models and --temporal-models name models of this database (and of models/)."""
+    in_db = [m for m in info["models_in_eval_rankings"].split(",") if m]
+    unknown = [m for m in params.models or [] if m not in in_db]
+    if unknown:
+        raise UserError(
+            f"--models: {', '.join(unknown)} not in the database (it has: {', '.join(in_db)})"
+        )
+    if not params.temporal:
+        return
+    available = hooks.discover()
+    for name in params.temporal_models:
+        if name not in available:
+            raise UserError(f"--temporal-models: no model {name!r} in models/")
+        if name not in in_db:
+            raise UserError(
+                f"--temporal-models: {name} is not in the database, so it has no fully "
+                "observed result to compare with; build it or leave it out"
+            )
+    top_n = int(info.get("param.top_n", 0))
+    if max(params.k) > top_n:
+        raise UserError(f"--k {max(params.k)} is above the build's --top-n {top_n}")
+
+
+def _lock(target: Path):
+    try:
+        return acquire_lock(target)
+    except UserError as exc:
+        raise UserError(
+            f"{target} is busy: {exc} (a build or another study holds .{target.name}.lock)"
+        ) from None
+
+
+def _sql_str(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def set_build_variables(con: duckdb.DuckDBPyConnection, info: dict[str, str]) -> None:
+    """The build's SQL variables, read back from build_info."""
+    for name, (key, convert) in BUILD_VARIABLES.items():
+        if key not in info:
+            raise UserError(f"build_info has no {key}: rebuild the database with this version")
+        con.execute(f"set variable {name} = ?", [convert(info[key])])
+
+
+def comment_tables(con: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> None:
+    """COMMENT ON the given tables and their columns, from sql/catalog.toml.
+
+    Only this command's tables: the rest of the catalogue may describe columns that a database
+    built by an older checkout does not have.
+    """
+    catalog = tomllib.loads(stages.CATALOG_FILE.read_text(encoding="utf-8"))
+    present = {
+        r[0]
+        for r in con.execute(
+            "select table_name from duckdb_tables() where database_name = current_database()"
+        ).fetchall()
+    }
+
+    def quote(text: str) -> str:
+        return "'" + " ".join(text.split()).replace("'", "''") + "'"
+
+    for name in names:
+        if name not in present or name not in catalog:
+            continue
+        con.execute(f"comment on table {name} is {quote(catalog[name]['description'])}")
+        for column, text in catalog[name].get("columns", {}).items():
+            con.execute(f"comment on column {name}.{column} is {quote(text)}")
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, name: str, into: str = "temp") -> None:
+    """Run sql/exposure/NAME.sql into a temp table (into='temp') or a database table."""
+    body = stages.select_body((EXPOSURE_DIR / f"{name}.sql").read_text(encoding="utf-8"))
+    kind = "temp table" if into == "temp" else "table"
+    con.execute(f"create or replace {kind} {name} as {body}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Every model's score of every candidate
+
+
+class _CaptureContext(hooks.ModelContext):
+    """A model context that keeps the evaluation scores of every candidate and drops the rest."""
+
+    def write_recommendation_scores(self, user_index, item_index, score) -> int:
+        return 0
+
+    def write_factors(self, user_factors, item_factors) -> None:
+        return None
+
+    def write_eval_scores(self, user_index, item_index, score) -> int:
+        frame = pd.DataFrame(
+            {
+                "user_index": np.asarray(user_index, dtype=np.int32),
+                "item_index": np.asarray(item_index, dtype=np.int32),
+                "score": np.asarray(score, dtype=np.float64),
+            }
+        )
+        self.con.register("exposure_captured_frame", frame)
+        try:
+            self.con.execute(
+                """
+                insert into exposure_captured
+                select u.user_id, i.video_id, f.score
+                from exposure_captured_frame as f
+                inner join int_user_index as u on f.user_index = u.user_index
+                inner join int_item_index as i on f.item_index = i.item_index
+                """
+            )
+        finally:
+            self.con.unregister("exposure_captured_frame")
+        return len(frame)
+
+
+def _score_sql_model(con, model: hooks.Model) -> str:
+    body = stages.select_body(model.path.read_text(encoding="utf-8"))
+    con.execute(f"create or replace temp table exposure_model_raw as {body}")
+    columns = {r[0] for r in con.execute("describe exposure_model_raw").fetchall()}
+    if {"user_id", "video_id", "score"} <= columns:
+        con.execute(
+            """
+            insert into exposure_scores
+            select getvariable('model_name'), p.user_id, p.video_id, r.score
+            from exposure_pairs as p
+            left join exposure_model_raw as r
+                on p.user_id = r.user_id and p.video_id = r.video_id
+            """
+        )
+        kind = "SQL model re-run (user, video scores)"
+    elif {"video_id", "score"} <= columns:
+        con.execute(
+            """
+            insert into exposure_scores
+            select getvariable('model_name'), p.user_id, p.video_id, r.score
+            from exposure_pairs as p
+            left join exposure_model_raw as r on p.video_id = r.video_id
+            """
+        )
+        kind = "SQL model re-run (one score per video)"
+    else:
+        raise UserError(f"{model.path}: a SQL model must select video_id, score")
+    con.execute("drop table temp.exposure_model_raw")
+    return kind
+
+
+def _score_factors(con, name: str) -> str:
+    con.execute(
+        """
+        insert into exposure_scores
+        select $1, p.user_id, p.video_id,
+               list_dot_product(u.factors::double[], i.factors::double[])
+        from exposure_pairs as p
+        left join model_user_factors as u on u.model = $1 and p.user_id = u.user_id
+        left join model_item_factors as i on i.model = $1 and p.video_id = i.video_id
+        """,
+        [name],
+    )
+    return "dot product of the stored factors"
+
+
+def _score_refit(con, model: hooks.Model, info: dict[str, str], threads: int) -> str:
+    settings = json.loads(info.get(f"model.{model.name}.settings", "{}"))
+    depth = con.execute(
+        "select max(n) from (select count(*) as n from int_ground_truth group by user_id)"
+    ).fetchone()[0]
+    con.execute(
+        "create or replace temp table exposure_captured "
+        "(user_id integer, video_id integer, score double)"
+    )
+    ctx = _CaptureContext(
+        con=con,
+        name=model.name,
+        settings=settings,
+        top_n=int(depth),
+        threads=threads,
+        seed=int(info.get("param.seed", 42)),
+        wants_recommendations=False,
+    )
+    hooks.load_module(model).run(ctx)
+    con.execute(
+        """
+        insert into exposure_scores
+        select getvariable('model_name'), p.user_id, p.video_id, c.score
+        from exposure_pairs as p
+        left join exposure_captured as c on p.user_id = c.user_id and p.video_id = c.video_id
+        """
+    )
+    con.execute("drop table temp.exposure_captured")
+    return "refitted, every candidate scored"
+
+
+def score_all_candidates(
+    con, info: dict[str, str], wanted: list[str] | None, threads: int
+) -> list[dict[str, Any]]:
+    """Fill exposure_scores; one dict per model of the database (eval_exposure_models rows)."""
+    in_db = [
+        r[0] for r in con.execute("select distinct model from eval_rankings order by 1").fetchall()
+    ]
+    if wanted is not None:
+        unknown = [m for m in wanted if m not in in_db]
+        if unknown:
+            raise UserError(
+                f"--models: {', '.join(unknown)} not in the database (it has: {', '.join(in_db)})"
+            )
+    factor_models = {
+        r[0] for r in con.execute("select distinct model from model_user_factors").fetchall()
+    }
+    available = hooks.discover()
+    con.execute(
+        "create or replace temp table exposure_scores "
+        "(model varchar, user_id integer, video_id integer, score double)"
+    )
+    n_pairs = con.execute("select count(*) from exposure_pairs").fetchone()[0]
+    rows = []
+    for name in in_db:
+        row: dict[str, Any] = {"model": name, "in_study": False, "scored_by": None, "note": None}
+        rows.append(row)
+        if wanted is not None and name not in wanted:
+            row["note"] = "not asked for (--models)"
+            continue
+        model = available.get(name)
+        started = time.perf_counter()
+        con.execute("set variable model_name = ?", [name])
+        try:
+            if model is not None and model.is_sql:
+                row["scored_by"] = _score_sql_model(con, model)
+            elif name in factor_models:
+                row["scored_by"] = _score_factors(con, name)
+            elif model is not None:
+                row["scored_by"] = _score_refit(con, model, info, threads)
+            else:
+                row["note"] = f"left out: models/{name}.sql or .py is not in this checkout"
+                continue
+        except (duckdb.Error, ValueError, KeyError, TypeError) as exc:
+            # The model's code no longer fits this database (changed since the build).
+            con.execute("delete from exposure_scores where model = ?", [name])
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            row["scored_by"] = None
+            row["note"] = f"left out: re-scoring failed ({first}); rebuild the database"
+            log.warning("  %s: %s", name, row["note"])
+            continue
+        scored = con.execute(
+            "select count(score) from exposure_scores where model = ?", [name]
+        ).fetchone()[0]
+        row["scored_share"] = scored / n_pairs if n_pairs else None
+        row["score_seconds"] = time.perf_counter() - started
+        if n_pairs and scored / n_pairs < MIN_SCORED_SHARE:
+            con.execute("delete from exposure_scores where model = ?", [name])
+            row["note"] = (
+                f"left out: scores only {scored / n_pairs:.0%} of the candidates (it ranks a "
+                "subset, e.g. other models' lists), so its ranking of a sparse sample is undefined"
+            )
+            continue
+        row["in_study"] = True
+        log.info("  %s: %s (%.1f s)", name, row["scored_by"], row["score_seconds"])
+    return rows
+
+
+def rank_agreement(con) -> dict[str, float]:
+    """Per model: share of its eval_rankings rows (study users) that the re-scoring reproduces
+    at the same rank."""
+    return dict(
+        con.execute(
+            """
+            select r.model, avg((f.full_rank = r.rank)::integer)
+            from eval_rankings as r
+            inner join exposure_pairs as p on r.user_id = p.user_id and r.video_id = p.video_id
+            left join exposure_full_ranks as f
+                on r.model = f.model and r.user_id = f.user_id and r.video_id = f.video_id
+            where r.model in (select distinct model from exposure_full_ranks)
+            group by r.model
+            """
+        ).fetchall()
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The study
+
+
+def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[str, Any]]:
+    """eval_exposure_samples and eval_exposure_study; returns the model rows."""
+    con.execute(
+        f"""
+        create or replace temp table exposure_pairs as
+        select g.user_id, g.video_id, g.is_relevant,
+               coalesce(p.n_users, 0) as n_video_users,
+               coalesce(p.popularity_percentile, 0) as popularity_percentile
+        from eval_ground_truth as g
+        left join feat_video_popularity as p on g.video_id = p.video_id
+        where g.split = '{STUDY_SPLIT}'
+        """
+    )
+    if not con.execute("select count(*) from exposure_pairs").fetchone()[0]:
+        raise UserError(f"eval_ground_truth has no {STUDY_SPLIT} users: nothing to sample")
+    con.execute("set variable exposure_strategies = ?", [list(params.strategies)])
+    con.execute("set variable exposure_densities = ?", [[float(d) for d in params.densities]])
+    con.execute("set variable exposure_k = ?", [sorted(set(params.k))])
+    con.execute("set variable exposure_seed = ?", [int(params.seed)])
+    con.execute("set variable exposure_positivity_weight = ?", [POSITIVITY_WEIGHT])
+    con.execute("set variable exposure_popularity_exponent = ?", [POPULARITY_EXPONENT])
+
+    log.info("scoring every candidate of every model")
+    rows = score_all_candidates(con, info, params.models, params.threads)
+    if not any(r["in_study"] for r in rows):
+        raise UserError("no model could be scored on every candidate: nothing to compare")
+    log.info("sampling and evaluating")
+    for name in ("exposure_sample_sets", "exposure_sample_order", "exposure_full_ranks"):
+        run_sql(con, name)
+    agreement = rank_agreement(con)
+    for row in rows:
+        row["rank_agreement"] = agreement.get(row["model"])
+    run_sql(con, "exposure_user_metrics")
+    for name in STUDY_TABLES:
+        run_sql(con, name, into="database")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The temporal split
+
+
+def _table_closure(names: set[str], deps: dict[str, set[str]]) -> set[str]:
+    out, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in out or name not in deps:
+            continue
+        out.add(name)
+        todo.extend(deps[name])
+    return out
+
+
+def _downstream(root: str, deps: dict[str, set[str]]) -> set[str]:
+    out: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, parents in deps.items():
+            if name not in out and (root in parents or parents & out):
+                out.add(name)
+                changed = True
+    return out
+
+
+def temporal_split(con, params: StudyParams, info: dict[str, str], threads: int) -> dict[str, str]:
+    """eval_temporal_split: the cheap models retrained on the views before the last days.
+
+    The earlier views shadow int_train_events as a temp table of the same name; the table
+    stages that depend on it and that the models need are re-run as temp tables over it, and
+    the models run through hooks.run_model into temp copies of the contract tables. Nothing of
+    the database's own tables changes. Returns facts for eval_exposure_info.
+    """
+    available = hooks.discover()
+    in_db = {r[0] for r in con.execute("select distinct model from eval_rankings").fetchall()}
+    models = []
+    for name in params.temporal_models:
+        if name not in available:
+            raise UserError(f"--temporal-models: no model {name!r} in models/")
+        if name not in in_db:
+            raise UserError(
+                f"--temporal-models: {name} is not in the database, so it has no fully "
+                "observed result to compare with; build it or leave it out"
+            )
+        models.append(available[name])
+    top_n = int(info["param.top_n"])
+    if max(params.k) > top_n:
+        raise UserError(f"--k {max(params.k)} is above the build's --top-n {top_n}")
+
+    # the fully observed results, read before anything is shadowed
+    con.execute(
+        "create or replace temp table temporal_reference as "
+        "select model, k, metric, value from eval_metrics where split = ?",
+        [STUDY_SPLIT],
+    )
+    cutoff = con.execute(
+        "select (max(event_at)::date - ?::integer + 1)::timestamp from int_train_events",
+        [params.temporal_days],
+    ).fetchone()[0]
+    con.execute("set variable temporal_cutoff = ?", [cutoff])
+    con.execute(
+        "create or replace temp table temporal_test_events as "
+        "select * from kuairec.main.int_train_events "
+        "where event_at >= getvariable('temporal_cutoff')"
+    )
+    con.execute(
+        "create or replace temp table int_train_events as "
+        "select * from kuairec.main.int_train_events "
+        "where event_at < getvariable('temporal_cutoff') or event_at is null"
+    )
+    all_stages = stages.ordered(stages.discover())
+    tables = {s.name: s for s in all_stages if s.kind == "table"}
+    deps = {name: stages.dependencies(s, set(tables)) for name, s in tables.items()}
+    needed = {"int_label_buckets", "int_user_index", "int_train_interactions"}
+    for model in models:
+        text = stages.strip_comments(model.path.read_text(encoding="utf-8")).lower()
+        needed |= {w for w in tables if w in text}
+        if not model.is_sql:
+            needed |= {"int_train_interactions", "int_user_index", "int_item_index"}
+    rerun = _table_closure(needed, deps) & _downstream("int_train_events", deps)
+    shadows = ["int_train_events", "temporal_test_events", "temporal_reference"]
+    try:
+        for stage in all_stages:
+            if stage.name in rerun:
+                body = stages.select_body(stage.sql)
+                con.execute(f"create or replace temp table {stage.name} as {body}")
+                shadows.append(stage.name)
+        for table in CONTRACT:
+            con.execute(f"create or replace temp table {table} ({stages.CONTRACT_TABLES[table]})")
+            shadows.append(table)
+        for model in models:
+            settings = json.loads(info.get(f"model.{model.name}.settings", "{}"))
+            seed = int(info.get("param.seed", 42))
+            hooks.run_model(con, model, settings, top_n, threads, seed)
+        run_sql(con, "temporal_test_pairs")
+        shadows.append("temporal_test_pairs")
+        run_sql(con, TEMPORAL_TABLE, into="database")
+        facts = con.execute(
+            """
+            select
+                (select count(*) from int_train_events),
+                (select count(*) from temporal_test_events),
+                (select count(*) from temporal_test_pairs),
+                (select count(*) from temporal_test_pairs where is_relevant),
+                (select count(distinct user_id) from temporal_test_pairs where is_relevant)
+            """
+        ).fetchone()
+    finally:
+        for name in reversed(shadows):
+            con.execute(f"drop table if exists temp.{name}")
+    keys = ("n_train_events", "n_test_events", "n_test_pairs", "n_relevant_pairs", "n_users")
+    out = {f"temporal.{k}": str(v) for k, v in zip(keys, facts)}
+    out["temporal.cutoff_at"] = cutoff.isoformat(sep=" ")
+    out["temporal.days"] = str(params.temporal_days)
+    out["temporal.models"] = ",".join(m.name for m in models)
+    out["temporal.retrained_tables"] = ",".join(s for s in shadows if s in tables)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The command's work: copy, compute, rename
+
+
+def run_study(params: StudyParams) -> StudyResult:
+    params.validate()
+    target = params.db.expanduser().resolve()
+    info = check_database(target)
+    check_models(params, info)
+    started_at = datetime.now(timezone.utc)
+    started = time.perf_counter()
+    lock = _lock(target)
+    pid = os.getpid()
+    temp_db = target.with_name(f".{target.name}.building-{pid}")
+    work = target.with_name(f".{target.name}.work-{pid}")
+    con = None
+    timings: dict[str, float] = {}
+    try:
+        for path in remove_leftovers(target):
+            log.info("removed %s, left by an interrupted run", path.name)
+        work.mkdir()
+        shutil.copyfile(target, temp_db)
+        con = duckdb.connect(
+            config={
+                "threads": str(params.threads),
+                "temp_directory": str(work / "spill"),
+            }
+        )
+        con.execute("set enable_progress_bar = false")
+        con.execute(
+            f"attach '{_sql_str(temp_db)}' as kuairec (storage_version '{STORAGE_VERSION}')"
+        )
+        con.execute("use kuairec")
+        set_build_variables(con, info)
+        for table in OUTPUT_TABLES:
+            con.execute(f"drop table if exists {table}")
+
+        rows = exposure_study(con, params, info)
+        timings["study_seconds"] = time.perf_counter() - started
+        facts: dict[str, str] = {}
+        temporal_models: list[str] = []
+        if params.temporal:
+            log.info("temporal split: retraining %s", ", ".join(params.temporal_models))
+            t0 = time.perf_counter()
+            facts = temporal_split(con, params, info, params.threads)
+            timings["temporal_seconds"] = time.perf_counter() - t0
+            temporal_models = facts["temporal.models"].split(",")
+        for row in rows:
+            row["in_temporal"] = row["model"] in temporal_models
+        _write_models(con, rows)
+        timings["seconds"] = time.perf_counter() - started
+        _write_info(con, params, info, facts, timings, started_at)
+        comment_tables(con, OUTPUT_TABLES)
+        con.execute("checkpoint")
+        con.execute("use memory")
+        con.execute("detach kuairec")
+        con.close()
+        con = None
+        os.replace(temp_db, target)
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return StudyResult(
+            db=target,
+            seconds=time.perf_counter() - started,
+            models=[r["model"] for r in rows if r["in_study"]],
+            left_out={r["model"]: r["note"] for r in rows if not r["in_study"]},
+            temporal_models=temporal_models,
+            timings=timings,
+        )
+    finally:
+        if con is not None:
+            try:
+                con.close()
+            except duckdb.Error:
+                pass
+        for leftover in (temp_db, temp_db.with_name(temp_db.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+        lock.close()
+
+
+def _write_models(con, rows: list[dict[str, Any]]) -> None:
+    con.execute(
+        """
+        create or replace table eval_exposure_models (
+            model varchar, in_study boolean, scored_by varchar, scored_share double,
+            rank_agreement double, in_temporal boolean, note varchar
+        )
+        """
+    )
+    con.executemany(
+        "insert into eval_exposure_models values (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                r["model"],
+                r["in_study"],
+                r["scored_by"],
+                r.get("scored_share"),
+                r.get("rank_agreement"),
+                r.get("in_temporal", False),
+                r["note"],
+            )
+            for r in rows
+        ],
+    )
+
+
+def _write_info(con, params, info, facts, timings, started_at) -> None:
+    out = {
+        "kuairec_db_version": __version__,
+        "duckdb_version": duckdb.__version__,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "build_finished_at": info.get("finished_at", ""),
+        "split": STUDY_SPLIT,
+        "seed": str(params.seed),
+        "strategies": ",".join(params.strategies),
+        "densities": ",".join(f"{d:g}" for d in params.densities),
+        "k": ",".join(str(k) for k in sorted(set(params.k))),
+        "positivity_weight": f"{POSITIVITY_WEIGHT:g}",
+        "popularity_exponent": f"{POPULARITY_EXPONENT:g}",
+        "temporal": str(params.temporal).lower(),
+        **facts,
+        **{k: f"{v:.1f}" for k, v in timings.items()},
+    }
+    con.execute("create or replace table eval_exposure_info (key varchar, value varchar)")
+    con.executemany("insert into eval_exposure_info values (?, ?)", sorted(out.items()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _float_list(text: str) -> list[float]:
+    import argparse
+
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def register(sub) -> None:
+    from kuairec_db.commands import RAW, _add_db, _int_list, _name_list
+
+    p = sub.add_parser(
+        "exposure-study",
+        help="sparse test sets under three exposure strategies vs the fully observed matrix",
+        formatter_class=RAW,
+        description="The KuaiRec paper's experiment on a built database: sample sparse test sets "
+        "from the\nfully observed small matrix (test users) under uniform, positivity-oriented "
+        "and\npopularity-oriented exposure at several densities, evaluate every model on each, "
+        "and\nmeasure with Kendall's tau how well each orders the models like the full matrix."
+        "\nThen the usual sparse protocol for contrast: a temporal split of the big matrix with\n"
+        "the cheap models retrained on the earlier views. Writes eval_exposure_study,\n"
+        "eval_exposure_samples, eval_exposure_models, eval_exposure_info and eval_temporal_split"
+        "\ninto the database (on a copy renamed into place; refused while a build runs).",
+        epilog="examples:\n  python -m kuairec_db exposure-study\n"
+        "  python -m kuairec_db exposure-study --densities 0.05,0.2 --strategies uniform "
+        "--k 5,10\n  python -m kuairec_db exposure-study --models popularity,als --no-temporal",
+    )
+    _add_db(p)
+    p.add_argument(
+        "--densities",
+        type=_float_list,
+        default=list(DEFAULT_DENSITIES),
+        metavar="D,D",
+        help="shares of the fully observed pairs to sample (default 0.1,0.3,0.5,0.7,0.9)",
+    )
+    p.add_argument(
+        "--strategies",
+        type=_name_list,
+        default=list(STRATEGIES),
+        metavar="S,S",
+        help="exposure strategies (default uniform,positivity,popularity)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"sampling seed (default {DEFAULT_SEED})"
+    )
+    p.add_argument(
+        "--k", type=_int_list, default=list(DEFAULT_K), metavar="K,K", help="cutoffs (default 10)"
+    )
+    p.add_argument(
+        "--models", type=_name_list, metavar="A,B", help="models to study (default: all in the db)"
+    )
+    p.add_argument(
+        "--no-temporal",
+        dest="temporal",
+        action="store_false",
+        help="skip the temporal split (it retrains the --temporal-models)",
+    )
+    p.add_argument(
+        "--temporal-days",
+        type=int,
+        default=DEFAULT_TEMPORAL_DAYS,
+        metavar="N",
+        help=f"the last N days of the big matrix are the test views (default "
+        f"{DEFAULT_TEMPORAL_DAYS})",
+    )
+    p.add_argument(
+        "--temporal-models",
+        type=_name_list,
+        default=list(DEFAULT_TEMPORAL_MODELS),
+        metavar="A,B",
+        help="models to retrain on the earlier views (default popularity,als)",
+    )
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, metavar="N")
+    p.set_defaults(func=run_command)
+
+
+def run_command(args) -> int:
+    params = StudyParams(
+        db=Path(args.db),
+        densities=args.densities,
+        strategies=args.strategies,
+        seed=args.seed,
+        k=args.k,
+        models=args.models,
+        temporal=args.temporal,
+        temporal_days=args.temporal_days,
+        temporal_models=args.temporal_models,
+        threads=args.threads,
+    )
+    result = run_study(params)
+    print(
+        f"exposure study written to {result.db} in {result.seconds:.1f} s: "
+        f"{len(result.models)} models ({', '.join(result.models)})"
+    )
+    for name, why in result.left_out.items():
+        print(f"  {name}: {why}")
+    if result.temporal_models:
+        print(f"temporal split: {', '.join(result.temporal_models)} retrained on earlier views")
+    print(f"next: python -m kuairec_db report --db {args.db}")
+    return 0

@@ -1,0 +1,407 @@
+"""exposure-study: sampling, metrics on sparse sets, Kendall's tau, the temporal split, safety.
+
+One study runs on a copy of the demo database (every model) and most tests read its tables;
+the SQL of the tau and of the sparse ranking is also checked on literal rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from scipy.stats import kendalltau
+
+from kuairec_db import stages
+from kuairec_db.build import acquire_lock
+from kuairec_db.exposure import EXPOSURE_DIR
+from tests.conftest import run_cli
+
+DENSITIES = "0.1,0.5,1.0"
+STUDY_ARGS = ("--densities", DENSITIES, "--k", "5,10", "--seed", "7")
+
+
+@pytest.fixture(scope="module")
+def study_db(built_db, tmp_path_factory) -> Path:
+    db = tmp_path_factory.mktemp("study") / "kuairec.duckdb"
+    shutil.copyfile(built_db, db)
+    result = run_cli("exposure-study", "--db", str(db), *STUDY_ARGS)
+    assert result.returncode == 0, result.stderr
+    assert "exposure study written" in result.stdout
+    return db
+
+
+@pytest.fixture()
+def con(study_db):
+    con = duckdb.connect(str(study_db), read_only=True)
+    yield con
+    con.close()
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Samples
+
+
+def test_every_sample_hits_its_density_within_one_percent(con):
+    rows = con.execute(
+        "select strategy, density, n_pairs, n_sampled from eval_exposure_samples"
+    ).fetchall()
+    strategies = {r[0] for r in rows}
+    assert strategies == {"uniform", "positivity", "popularity", "fully_observed"}
+    assert len(rows) == 3 * 3 + 1
+    for strategy, density, n_pairs, n_sampled in rows:
+        assert abs(n_sampled - density * n_pairs) <= max(1.0, 0.01 * density * n_pairs), (
+            strategy,
+            density,
+        )
+
+
+def test_sample_order_is_efraimidis_spirakis_on_md5_draws():
+    """exposure_sample_order against the same keys computed in Python: u from md5, ln(u) / w."""
+    con = duckdb.connect()
+    con.execute("set variable exposure_seed = 3")
+    con.execute("set variable exposure_positivity_weight = 5.0")
+    con.execute("set variable exposure_popularity_exponent = 1.0")
+    con.execute(
+        "create table exposure_sample_sets as select * from (values "
+        "('uniform', 0.5), ('positivity', 0.5), ('popularity', 0.5), ('fully_observed', 1.0)) "
+        "as t(strategy, density)"
+    )
+    pairs = [(u, v, (u * v) % 3 == 0, (v * 7) % 11) for u in range(1, 6) for v in range(1, 9)]
+    con.execute(
+        "create table exposure_pairs (user_id integer, video_id integer, is_relevant boolean, "
+        "n_video_users integer)"
+    )
+    con.executemany("insert into exposure_pairs values (?, ?, ?, ?)", pairs)
+    body = stages.select_body((EXPOSURE_DIR / "exposure_sample_order.sql").read_text())
+    rows = con.execute(
+        f"select strategy, user_id, video_id, sample_position from ({body})"
+    ).fetchall()
+    assert {r[0] for r in rows} == {"uniform", "positivity", "popularity"}
+    for strategy in ("uniform", "positivity", "popularity"):
+        keys = []
+        for user, video, relevant, n_users in pairs:
+            digest = hashlib.md5(f"3:{user}:{video}".encode()).hexdigest()
+            draw = (int(digest[:13], 16) + 0.5) / 2**52
+            weight = {"uniform": 1.0, "positivity": 5.0 if relevant else 1.0}.get(
+                strategy, n_users + 1.0
+            )
+            keys.append((-math.log(draw) / weight, user, video))
+        expected = [(u, v) for _, u, v in sorted(keys)]
+        got = [(u, v) for s, u, v, _ in sorted(rows, key=lambda r: r[3]) if s == strategy]
+        assert got == expected, strategy
+
+
+def test_positivity_exposes_more_relevant_and_popularity_more_popular_videos(con):
+    share = dict(
+        (
+            (s, d),
+            (rel, pop),
+        )
+        for s, d, rel, pop in con.execute(
+            "select strategy, density, relevant_share, mean_popularity_percentile "
+            "from eval_exposure_samples"
+        ).fetchall()
+    )
+    for density in (0.1, 0.5):
+        uniform_rel, uniform_pop = share[("uniform", density)]
+        assert share[("positivity", density)][0] > 1.4 * uniform_rel
+        assert share[("popularity", density)][1] > uniform_pop + 0.03
+    # at density 1 every strategy holds every pair
+    assert share[("positivity", 1.0)] == pytest.approx(share[("fully_observed", 1.0)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics and tau
+
+
+def test_fully_observed_values_equal_eval_metrics(con):
+    rows = con.execute(
+        """
+        select s.model, s.k, s.metric, s.value, m.value
+        from eval_exposure_study as s
+        inner join eval_metrics as m
+            on s.model = m.model and s.k = m.k and s.metric = m.metric and m.split = 'test'
+        where s.strategy = 'fully_observed'
+        """
+    ).fetchall()
+    models = con.execute(
+        "select model from eval_exposure_models where in_study and rank_agreement = 1"
+    ).fetchall()
+    assert len(models) >= 2
+    assert len(rows) == len(models) * 2 * 6  # k 5 and 10, six metrics
+    for model, k, metric, value, expected in rows:
+        assert value == pytest.approx(expected, abs=1e-9), (model, k, metric)
+
+
+def test_tau_is_one_at_full_density(con):
+    taus = con.execute(
+        "select distinct kendall_tau from eval_exposure_study where density = 1.0"
+    ).fetchall()
+    assert taus == [(1.0,)]
+    # uniform at density 1 is the full matrix: the same values, model by model
+    diff = con.execute(
+        """
+        select max(abs(value - full_value)) from eval_exposure_study
+        where strategy = 'uniform' and density = 1.0
+        """
+    ).fetchone()[0]
+    assert diff < 1e-12
+
+
+def test_kendall_tau_matches_scipy(con):
+    groups: dict[tuple, list[tuple[float, float]]] = {}
+    for strategy, density, k, metric, value, full, tau in con.execute(
+        "select strategy, density, k, metric, value, full_value, kendall_tau "
+        "from eval_exposure_study"
+    ).fetchall():
+        groups.setdefault((strategy, density, k, metric, tau), []).append((value, full))
+    assert len({key[:4] for key in groups}) == len(groups)  # one tau per set, k and metric
+    checked = 0
+    for (_, _, _, _, tau), pairs in groups.items():
+        sparse = [round(v, 9) for v, _ in pairs]
+        full = [round(f, 9) for _, f in pairs]
+        expected = kendalltau(sparse, full).statistic
+        if math.isnan(expected):
+            assert tau is None
+        else:
+            assert tau == pytest.approx(expected, abs=1e-12)
+            checked += 1
+    assert checked > 10
+
+
+def _tau_sql(rows: list[tuple[str, float, float]]) -> float | None:
+    """eval_exposure_study.sql on literal per-model means: (model, sparse value, full value)."""
+    con = duckdb.connect()
+    con.execute(
+        "create table exposure_user_metrics (strategy varchar, density double, model varchar, "
+        "user_id integer, k integer, metric varchar, value double)"
+    )
+    for model, sparse, full in rows:
+        con.execute(
+            "insert into exposure_user_metrics values "
+            "('uniform', 0.5, ?, 1, 10, 'ndcg', ?), ('fully_observed', 1.0, ?, 1, 10, 'ndcg', ?)",
+            [model, sparse, model, full],
+        )
+    body = stages.select_body((EXPOSURE_DIR / "eval_exposure_study.sql").read_text())
+    return con.execute(
+        f"select distinct kendall_tau from ({body}) where strategy = 'uniform'"
+    ).fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    "sparse, full",
+    [
+        ([0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4]),  # same order: 1
+        ([0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]),  # reversed: -1
+        ([0.1, 0.3, 0.2, 0.4, 0.5], [0.1, 0.2, 0.3, 0.4, 0.5]),  # one swap
+        ([0.1, 0.1, 0.3, 0.2], [0.1, 0.2, 0.3, 0.4]),  # a tie on one side (tau-b)
+        ([0.2, 0.2, 0.5, 0.1, 0.7], [0.3, 0.1, 0.1, 0.2, 0.9]),  # ties on both sides
+    ],
+)
+def test_tau_sql_on_literal_values(sparse, full):
+    rows = [(f"m{i}", s, f) for i, (s, f) in enumerate(zip(sparse, full))]
+    assert _tau_sql(rows) == pytest.approx(kendalltau(sparse, full).statistic, abs=1e-12)
+
+
+def test_tau_sql_is_null_when_one_side_ties_everything():
+    assert _tau_sql([("a", 0.5, 0.1), ("b", 0.5, 0.2)]) is None
+
+
+def test_sparse_ranking_is_the_full_ranking_restricted_to_the_sample():
+    """exposure_user_metrics on one user: 6 candidates, full ranks 1..6, a sample of 3."""
+    con = duckdb.connect()
+    con.execute("set variable exposure_k = [2]")
+    con.execute("set variable exposure_strategies = ['uniform']")
+    con.execute("set variable exposure_densities = [0.5]")
+    con.execute(
+        "create table exposure_pairs as select 1 as user_id, v as video_id, "
+        "v in (2, 5) as is_relevant from range(1, 7) as t(v)"
+    )
+    # the model ranks video v at rank v; the sample holds videos 3, 5, 6 (positions 1..3)
+    con.execute(
+        "create table exposure_full_ranks as select 'm' as model, user_id, video_id, "
+        "video_id::integer as full_rank from exposure_pairs"
+    )
+    con.execute(
+        "create table exposure_sample_order as select 'uniform' as strategy, user_id, video_id, "
+        "is_relevant, list_position([3, 5, 6, 1, 2, 4], video_id) as sample_position "
+        "from exposure_pairs"
+    )
+    for name in ("exposure_sample_sets", "exposure_user_metrics"):
+        body = stages.select_body((EXPOSURE_DIR / f"{name}.sql").read_text())
+        con.execute(f"create table {name} as {body}")
+    values = dict(
+        con.execute(
+            "select metric, value from exposure_user_metrics where strategy = 'uniform'"
+        ).fetchall()
+    )
+    # sampled in model order: 3 (no), 5 (yes), 6 (no); R = 1; top 2 = [3, 5]
+    assert values["precision"] == pytest.approx(0.5)
+    assert values["recall"] == pytest.approx(1.0)
+    assert values["ndcg"] == pytest.approx(1 / math.log2(3))
+    assert values["mrr"] == pytest.approx(0.5)
+    full = dict(
+        con.execute(
+            "select metric, value from exposure_user_metrics where strategy = 'fully_observed'"
+        ).fetchall()
+    )
+    # all six: top 2 = [1, 2], one hit at rank 2 of R = 2
+    assert full["recall"] == pytest.approx(0.5)
+    assert full["ndcg"] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Models, temporal split, info
+
+
+def test_models_are_scored_on_every_candidate_and_reproduce_the_build(con):
+    rows = con.execute(
+        "select model, in_study, scored_by, scored_share, rank_agreement, note "
+        "from eval_exposure_models"
+    ).fetchall()
+    in_db = {r[0] for r in con.execute("select distinct model from eval_rankings").fetchall()}
+    assert {r[0] for r in rows} == in_db
+    for model, in_study, scored_by, share, agreement, why in rows:
+        if in_study:
+            assert share >= 0.99 and agreement > 0.99, model
+        else:
+            assert why.startswith("left out"), model
+    studied = {r[0] for r in rows if r[1]}
+    assert {"popularity", "als"} <= studied
+
+
+def test_temporal_split_beside_fully_observed(con):
+    rows = con.execute(
+        "select t.model, t.value, t.n_users, t.full_value, m.value, t.kendall_tau "
+        "from eval_temporal_split as t inner join eval_metrics as m on t.model = m.model "
+        "and t.k = m.k and t.metric = m.metric and m.split = 'test' "
+        "where t.k = 10 and t.metric = 'ndcg'"
+    ).fetchall()
+    assert {r[0] for r in rows} == {"popularity", "als"}
+    for model, value, n_users, full, expected, tau in rows:
+        assert 0 <= value <= 1 and n_users > 0
+        assert full == pytest.approx(expected)
+        assert tau in (-1.0, 1.0)
+    info = dict(con.execute("select key, value from eval_exposure_info").fetchall())
+    assert info["seed"] == "7" and info["densities"] == "0.1,0.5,1"
+    assert info["temporal.cutoff_at"].startswith("2020-")
+    assert int(info["temporal.n_test_pairs"]) > 0
+    assert (
+        info["build_finished_at"]
+        == con.execute("select value from build_info where key = 'finished_at'").fetchone()[0]
+    )
+    comment = con.execute(
+        "select comment from duckdb_tables() where table_name = 'eval_exposure_study'"
+    ).fetchone()[0]
+    assert "Kendall" in comment
+
+
+def test_same_seed_gives_identical_tables(study_db, tmp_path):
+    db = tmp_path / "again.duckdb"
+    shutil.copyfile(study_db, db)
+    result = run_cli("exposure-study", "--db", str(db), *STUDY_ARGS, "--no-temporal")
+    assert result.returncode == 0, result.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    con.execute(f"attach '{study_db}' as first (read_only)")
+    for table in ("eval_exposure_study", "eval_exposure_samples"):
+        n = con.execute(f"select count(*) from {table}").fetchone()[0]
+        differ = con.execute(
+            f"select count(*) from (from {table} except all from first.{table})"
+        ).fetchone()[0]
+        assert n > 0 and differ == 0, table
+    # --no-temporal drops the previous run's temporal table rather than keeping a stale one
+    tables = {
+        r[0]
+        for r in con.execute(
+            "select table_name from duckdb_tables() where database_name = current_database()"
+        ).fetchall()
+    }
+    assert "eval_temporal_split" not in tables
+    con.close()
+    assert not list(tmp_path.glob(".again.duckdb.building-*"))
+
+
+def test_other_seed_gives_other_samples(built_db, tmp_path):
+    db = tmp_path / "seed.duckdb"
+    shutil.copyfile(built_db, db)
+    args = ("--densities", "0.1", "--strategies", "uniform", "--models", "popularity")
+    result = run_cli("exposure-study", "--db", str(db), *args, "--seed", "8", "--no-temporal")
+    assert result.returncode == 0, result.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    share = con.execute(
+        "select relevant_share from eval_exposure_samples where strategy = 'uniform'"
+    ).fetchone()[0]
+    models = con.execute("select model from eval_exposure_study").fetchall()
+    con.close()
+    assert {m[0] for m in models} == {"popularity"}
+    assert 0 < share < 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Safety and errors
+
+
+def test_refuses_while_a_build_holds_the_lock(built_db, tmp_path):
+    db = tmp_path / "locked.duckdb"
+    shutil.copyfile(built_db, db)
+    before = _md5(db)
+    lock = acquire_lock(db)
+    try:
+        result = run_cli("exposure-study", "--db", str(db), "--no-temporal")
+    finally:
+        lock.close()
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "busy" in lines[0]
+    assert _md5(db) == before
+
+
+def test_missing_database_is_one_line(tmp_path):
+    result = run_cli("exposure-study", "--db", str(tmp_path / "none.duckdb"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "no database here" in result.stderr
+
+
+def test_database_without_eval_tables_is_one_line(tmp_path):
+    db = tmp_path / "empty.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("create table t (x integer)")
+    con.close()
+    result = run_cli("exposure-study", "--db", str(db))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "not a kuairec_db database" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, text",
+    [
+        (("--densities", "0,0.5"), "--densities"),
+        (("--densities", "1.5"), "--densities"),
+        (("--strategies", "uniform,exposed"), "--strategies"),
+        (("--k", "0"), "--k"),
+        (("--models", "nosuchmodel"), "--models"),
+    ],
+)
+def test_bad_options_are_one_line(built_db, tmp_path, args, text):
+    db = tmp_path / "bad.duckdb"
+    shutil.copyfile(built_db, db)
+    before = _md5(db)
+    result = run_cli("exposure-study", "--db", str(db), "--no-temporal", *args)
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0 and text in result.stderr
+    assert _md5(db) == before
+
+
+def test_help():
+    result = run_cli("exposure-study", "--help")
+    assert result.returncode == 0
+    assert "Kendall" in result.stdout and "examples:" in result.stdout
