@@ -58,6 +58,7 @@ class BuildParams:
     confidence_alpha: float = 2.0
     watch_ratio_cap: float = 5.0
     seed: int = 42
+    bootstrap_replicates: int = 1000
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     memory_limit: str | None = None
     force: bool = False  # rebuild everything, ignoring what the previous database holds
@@ -76,6 +77,8 @@ class BuildParams:
             raise UserError("--label-quantile must be between 0 and 1")
         if self.demo_scale <= 0 or self.demo_scale > 1:
             raise UserError("--demo-scale must be in (0, 1]")
+        if self.bootstrap_replicates < 1:
+            raise UserError("--bootstrap must be at least 1")
         if self.threads < 1:
             raise UserError("--threads must be at least 1")
 
@@ -91,6 +94,8 @@ class BuildParams:
             "popularity_prior_views": float(self.popularity_prior_views),
             "confidence_alpha": float(self.confidence_alpha),
             "watch_ratio_cap": float(self.watch_ratio_cap),
+            "bootstrap_seed": int(self.seed),
+            "bootstrap_replicates": int(self.bootstrap_replicates),
         }
 
 

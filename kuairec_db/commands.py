@@ -131,6 +131,13 @@ def register_build(sub) -> None:
         help="ALS confidence = 1 + A * ln(1 + capped watch ratio sum) (default 2.0)",
     )
     p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples behind eval_metrics_ci and eval_paired (default 1000)",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=os.cpu_count() or 1,
@@ -172,6 +179,7 @@ def run_build(args) -> int:
         threads=args.threads,
         memory_limit=args.memory_limit,
         force=args.force,
+        bootstrap_replicates=args.bootstrap,
         config=args.config,
     )
     result = build(params)

@@ -1,0 +1,242 @@
+-- eval_beyond_accuracy: one row per source, model, k and metric: what the top k lists look
+-- like, whatever the labels say. source 'recommendations' measures the top k of every
+-- big-matrix user's list over the whole catalogue (int_item_index); source 'eval_rankings'
+-- measures the top k of every small-matrix user's ranked candidates, against the catalogue of
+-- small-matrix videos (eval_ground_truth). n_users = lists measured. For a user's top k L
+-- (fewer than k videos when the list is shorter):
+--   coverage              = distinct videos in any user's L / videos in the catalogue
+--   gini                  = Gini of exposure over the n catalogue videos, c_i = number of
+--                           lists L holding video i, sorted ascending:
+--                           sum over i = 1 .. n of (2i - n - 1) * c_i / (n * sum of c_i)
+--                           (0: every video shown equally often; near 1: a few videos shown)
+--   popularity_percentile = mean over users of the mean over L of
+--                           feat_video_popularity.popularity_percentile (1 = most viewed)
+--   novelty_bits          = mean over users of the mean over L of -log2(p_i),
+--                           p_i = (training users who viewed i + 1) / (training users + 2)
+--                           (add-one smoothing: a video nobody viewed is finite, not infinite)
+--   n_categories          = mean over users of the distinct first-level categories in L
+--                           (intra-list diversity; a video without a category adds none)
+--   mean_duration_ms      = mean over users of the mean video_duration_ms over L
+--                           (feat_video_content; videos without a duration are skipped)
+--   catalogue_duration_ms = mean video_duration_ms of the catalogue's videos
+--   duration_ratio        = mean_duration_ms / catalogue_duration_ms (below 1: the lists
+--                           favour short videos)
+with
+
+recommendation_lists as (
+    select * from recommendations
+),
+
+ranking_lists as (
+    select * from eval_rankings
+),
+
+ground_truth as (
+    select * from eval_ground_truth
+),
+
+videos as (
+    select * from int_item_index
+),
+
+users as (
+    select * from int_user_index
+),
+
+cutoffs as (
+    select * from int_eval_cutoffs
+),
+
+popularity as (
+    select * from feat_video_popularity
+),
+
+content as (
+    select * from feat_video_content
+),
+
+lists as (
+    select
+        'recommendations' as source,
+        model,
+        user_id,
+        rank,
+        video_id
+    from recommendation_lists
+    union all
+    select
+        'eval_rankings' as source,
+        model,
+        user_id,
+        rank,
+        video_id
+    from ranking_lists
+),
+
+catalogue as (
+    select
+        'recommendations' as source,
+        video_id
+    from videos
+    union all
+    select distinct
+        'eval_rankings' as source,
+        video_id
+    from ground_truth
+),
+
+catalogue_size as (
+    select
+        catalogue.source,
+        count(*) as n_videos,
+        avg(content.video_duration_ms) as catalogue_duration_ms
+    from catalogue
+    left join content on catalogue.video_id = content.video_id
+    group by catalogue.source
+),
+
+training_users as (
+    select count(*) as n_users from users
+    where n_train_videos > 0
+),
+
+video_facts as (
+    select
+        popularity.video_id,
+        popularity.popularity_percentile,
+        -log2((popularity.n_users + 1) / (training_users.n_users + 2)) as self_information_bits,
+        content.first_level_category_id,
+        content.video_duration_ms
+    from popularity
+    cross join training_users
+    left join content on popularity.video_id = content.video_id
+),
+
+top_k as materialized (
+    select
+        lists.source,
+        lists.model,
+        cutoffs.k,
+        lists.user_id,
+        lists.video_id
+    from lists
+    inner join cutoffs on lists.rank <= cutoffs.k
+),
+
+per_list as (
+    select
+        top_k.source,
+        top_k.model,
+        top_k.k,
+        top_k.user_id,
+        avg(video_facts.popularity_percentile) as popularity_percentile,
+        avg(video_facts.self_information_bits) as novelty_bits,
+        count(distinct video_facts.first_level_category_id) as n_categories,
+        avg(video_facts.video_duration_ms) as mean_duration_ms
+    from top_k
+    left join video_facts on top_k.video_id = video_facts.video_id
+    group by top_k.source, top_k.model, top_k.k, top_k.user_id
+),
+
+list_means as (
+    select
+        source,
+        model,
+        k,
+        avg(popularity_percentile) as popularity_percentile,
+        avg(novelty_bits) as novelty_bits,
+        avg(n_categories) as n_categories,
+        avg(mean_duration_ms) as mean_duration_ms,
+        count(*) as n_users
+    from per_list
+    group by source, model, k
+),
+
+exposure as (
+    select
+        list_means.source,
+        list_means.model,
+        list_means.k,
+        catalogue.video_id,
+        count(top_k.video_id) as n_lists
+    from list_means
+    inner join catalogue on list_means.source = catalogue.source
+    left join top_k
+        on
+            list_means.source = top_k.source
+            and list_means.model = top_k.model
+            and list_means.k = top_k.k
+            and catalogue.video_id = top_k.video_id
+    group by list_means.source, list_means.model, list_means.k, catalogue.video_id
+),
+
+ordered_exposure as (
+    select
+        source,
+        model,
+        k,
+        n_lists,
+        row_number() over (partition by source, model, k order by n_lists) as exposure_rank,
+        count(*) over (partition by source, model, k) as n_videos
+    from exposure
+),
+
+concentration as (
+    select
+        source,
+        model,
+        k,
+        count(*) filter (where n_lists > 0) as n_videos_shown,
+        sum((2 * exposure_rank - n_videos - 1) * n_lists)
+        / nullif(any_value(n_videos) * sum(n_lists), 0) as gini
+    from ordered_exposure
+    group by source, model, k
+),
+
+wide as (
+    select
+        list_means.source,
+        list_means.model,
+        list_means.k,
+        list_means.n_users,
+        concentration.n_videos_shown / catalogue_size.n_videos as coverage,
+        concentration.gini,
+        list_means.popularity_percentile,
+        list_means.novelty_bits,
+        list_means.n_categories::double as n_categories,
+        list_means.mean_duration_ms,
+        catalogue_size.catalogue_duration_ms,
+        list_means.mean_duration_ms / catalogue_size.catalogue_duration_ms as duration_ratio
+    from list_means
+    inner join concentration
+        on
+            list_means.source = concentration.source
+            and list_means.model = concentration.model
+            and list_means.k = concentration.k
+    inner join catalogue_size on list_means.source = catalogue_size.source
+),
+
+final as (
+    select
+        source,
+        model,
+        k,
+        metric,
+        value,
+        n_users
+    from wide
+    unpivot (
+        value for metric in (
+            coverage,
+            gini,
+            popularity_percentile,
+            novelty_bits,
+            n_categories,
+            mean_duration_ms,
+            catalogue_duration_ms,
+            duration_ratio
+        )
+    )
+)
+
+select * from final

@@ -1,0 +1,203 @@
+-- eval_paired: one row per ordered pair of models (model_a, model_b; a model with itself
+-- included), split (tune, test or all), k and metric: is a better than b on the same users?
+-- d_u = value of model_a - value of model_b for user u (eval_user_metrics), over the n users
+-- both models have (eval_user_metrics gives every model the same users).
+--   mean_diff        = sum of d_u / n  (= eval_metrics.value of a - that of b)
+--   ci_low, ci_high  = 95% bootstrap percentile interval of the mean difference: the 2.5th
+--                      and 97.5th percentiles (quantile_cont) over replicates r of
+--                      sum of w_ru * d_u / sum of w_ru (the weights of eval_metrics_ci)
+--   win_rate         = share of the n users with d_u > 1e-9; tie_rate = share with
+--                      |d_u| <= 1e-9 (a tie is not a win; the loss rate is 1 - win_rate -
+--                      tie_rate; 1e-9: equal values summed in another order differ in their
+--                      last bits)
+--   p_value          = two-sided sign-flip permutation test of mean d_u = 0, with the 1,000
+--                      random sign vectors s_pu of int_resampling_weights (p = replicate):
+--                      T_p = sum of s_pu * d_u, T = sum of d_u,
+--                      p_value = (1 + #{p : |T_p| >= |T| - 1e-9}) / (1 + 1,000)
+--                      (the +1 counts the observed signs; 1e-9 absorbs rounding, so a model
+--                      against itself has p_value 1); smallest possible p_value: 1 / 1,001
+-- The resampled sums are linear in d_u, so they are taken once per model and subtracted:
+-- sum of w * d_u = sum of w * a_u - sum of w * b_u. That needs a and b to have every user of
+-- the split; where one does not, ci_low, ci_high and p_value are null.
+with
+
+user_metrics as materialized (
+    select * from eval_user_metrics
+),
+
+user_relevance as (
+    select * from eval_user_relevance
+),
+
+resamples as (
+    select * from int_resampling_weights
+),
+
+-- The users eval_user_metrics scores: those with a relevant video.
+split_users as (
+    select
+        split,
+        user_id
+    from user_relevance
+    where n_relevant > 0
+),
+
+-- Per model, the resampled sums as a matrix product: for each series (model, split, k,
+-- metric) the values v_u, and for each replicate the weights w_ru and the signs s_ru, as
+-- vectors over the split's users in user_id order, multiplied with list_dot_product (no row
+-- per user and replicate). Equal counts: the series has every user of its split, so the
+-- vectors line up. 'all' adds the two splits.
+resample_vectors as (
+    select
+        split_users.split,
+        resamples.replicate,
+        list(resamples.weight::double order by resamples.user_id) as weights,
+        list(resamples.sign::double order by resamples.user_id) as signs,
+        sum(resamples.weight) as weight_sum,
+        count(*) as n_users
+    from split_users
+    inner join resamples on split_users.user_id = resamples.user_id
+    group by split_users.split, resamples.replicate
+),
+
+value_vectors as (
+    select
+        model,
+        split,
+        k,
+        metric,
+        list(value order by user_id) as metric_values,
+        sum(value) as value_sum,
+        count(*) as n_users
+    from user_metrics
+    group by model, split, k, metric
+),
+
+split_sums as (
+    select
+        value_vectors.model,
+        value_vectors.split,
+        value_vectors.k,
+        value_vectors.metric,
+        resample_vectors.replicate,
+        list_dot_product(value_vectors.metric_values, resample_vectors.weights) as weighted_sum,
+        resample_vectors.weight_sum,
+        list_dot_product(value_vectors.metric_values, resample_vectors.signs) as signed_sum,
+        value_vectors.value_sum
+    from value_vectors
+    inner join resample_vectors
+        on
+            value_vectors.split = resample_vectors.split
+            and value_vectors.n_users = resample_vectors.n_users
+),
+
+model_sums as materialized (
+    select
+        model,
+        coalesce(split, 'all') as split,
+        k,
+        metric,
+        replicate,
+        sum(weighted_sum) as weighted_sum,
+        sum(weight_sum) as weight_sum,
+        sum(signed_sum) as signed_sum,
+        sum(value_sum) as value_sum
+    from split_sums
+    group by grouping sets ((model, split, k, metric, replicate), (model, k, metric, replicate))
+),
+
+-- Per pair and replicate: the resampled mean difference, the sign-flipped sum T_p and T.
+replicate_diffs as (
+    select
+        sums_a.model as model_a,
+        sums_b.model as model_b,
+        sums_a.split,
+        sums_a.k,
+        sums_a.metric,
+        (sums_a.weighted_sum - sums_b.weighted_sum) / nullif(sums_a.weight_sum, 0)
+            as mean_diff,
+        sums_a.signed_sum - sums_b.signed_sum as signed_diff_sum,
+        sums_a.value_sum - sums_b.value_sum as diff_sum
+    from model_sums as sums_a
+    inner join model_sums as sums_b
+        on
+            sums_a.split = sums_b.split
+            and sums_a.k = sums_b.k
+            and sums_a.metric = sums_b.metric
+            and sums_a.replicate = sums_b.replicate
+),
+
+resampled as (
+    select
+        model_a,
+        model_b,
+        split,
+        k,
+        metric,
+        quantile_cont(mean_diff, [0.025, 0.975]) as ci,
+        (1 + count(*) filter (where abs(signed_diff_sum) >= abs(diff_sum) - 1e-9))
+        / (1 + count(*)) as p_value
+    from replicate_diffs
+    group by model_a, model_b, split, k, metric
+),
+
+-- Per pair: the observed differences, user by user.
+user_diffs as (
+    select
+        model_a.model as model_a,
+        model_b.model as model_b,
+        model_a.split,
+        model_a.k,
+        model_a.metric,
+        model_a.user_id,
+        model_a.value - model_b.value as diff
+    from user_metrics as model_a
+    inner join user_metrics as model_b
+        on
+            model_a.user_id = model_b.user_id
+            and model_a.split = model_b.split
+            and model_a.k = model_b.k
+            and model_a.metric = model_b.metric
+),
+
+observed as (
+    select
+        model_a,
+        model_b,
+        coalesce(split, 'all') as split,
+        k,
+        metric,
+        avg(diff) as mean_diff,
+        avg((diff > 1e-9)::integer) as win_rate,
+        avg((abs(diff) <= 1e-9)::integer) as tie_rate,
+        count(*) as n_users
+    from user_diffs
+    group by
+        grouping sets ((model_a, model_b, split, k, metric), (model_a, model_b, k, metric))
+),
+
+final as (
+    select
+        observed.model_a,
+        observed.model_b,
+        observed.split,
+        observed.k,
+        observed.metric,
+        observed.mean_diff,
+        resampled.ci[1] as ci_low,
+        resampled.ci[2] as ci_high,
+        observed.win_rate,
+        observed.tie_rate,
+        resampled.p_value,
+        observed.n_users
+    from observed
+    left join resampled
+        on
+            observed.model_a = resampled.model_a
+            and observed.model_b = resampled.model_b
+            and observed.split = resampled.split
+            and observed.k = resampled.k
+            and observed.metric = resampled.metric
+)
+
+select * from final

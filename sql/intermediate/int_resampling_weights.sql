@@ -1,0 +1,70 @@
+-- int_resampling_weights: one row per resample (replicate 1 .. 1,000) and small-matrix user:
+-- the user's bootstrap weight and sign-flip sign in that resample. Seeded, so every build of
+-- the same data gives the same rows.
+--   digest = md5('<seed>:<replicate>:<user_id>')  (md5, not hash(): stable across versions)
+--   u      = (first 13 hex digits of digest as an integer + 0.5) / 16^13, uniform in (0, 1)
+--   weight = the smallest n with F(n) >= u, F(n) = e^-1 * sum over i = 0 .. n of 1 / i!:
+--            the inverse CDF of Poisson(1), so weights are 0, 1, 2, ... with P(n) = e^-1 / n!
+--            (the Poisson bootstrap: each user is drawn weight times into the replicate)
+--   sign   = +1 when the last hex digit of digest is even, else -1 (the sign-flip test)
+-- seed = 42 and 1,000 replicates are constants of this file (no build parameter yet); set
+-- variables bootstrap_seed / bootstrap_replicates to override them.
+with
+
+ground_truth as (
+    select * from int_ground_truth
+),
+
+settings as (
+    select
+        coalesce(getvariable('bootstrap_seed'), 42)::bigint as seed,
+        coalesce(getvariable('bootstrap_replicates'), 1000)::integer as n_replicates
+),
+
+users as (
+    select distinct user_id from ground_truth
+),
+
+replicates as (
+    select replicates.range::integer as replicate
+    from settings
+    cross join range(1, settings.n_replicates + 1) as replicates
+),
+
+-- F(n) for n = 0 .. 20; F(20) rounds to 1.0, above every u.
+poisson_cdf as (
+    select
+        counts.range::integer as n,
+        sum(exp(-1) / gamma(counts.range + 1)) over (
+            order by counts.range rows between unbounded preceding and current row
+        ) as cdf
+    from range(0, 21) as counts
+),
+
+draws as (
+    select
+        replicates.replicate,
+        users.user_id,
+        md5(
+            settings.seed::varchar || ':' || replicates.replicate::varchar || ':'
+            || users.user_id::varchar
+        ) as digest,
+        (('0x' || left(digest, 13))::bigint + 0.5) / 16 ^ 13 as uniform,
+        case when ('0x' || right(digest, 1))::integer % 2 = 0 then 1 else -1 end as sign
+    from replicates
+    cross join users
+    cross join settings
+),
+
+final as (
+    select
+        draws.replicate,
+        draws.user_id,
+        count(*) filter (where poisson_cdf.cdf < draws.uniform)::integer as weight,
+        any_value(draws.sign)::integer as sign
+    from draws
+    cross join poisson_cdf
+    group by draws.replicate, draws.user_id
+)
+
+select * from final
