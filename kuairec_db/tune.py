@@ -1,0 +1,630 @@
+"""``tune``: choose each model's settings on the tune users only, by seeded random search.
+
+For every model tuned, trial 0 runs its ``DEFAULTS`` and trials 1 .. budget - 1 run settings
+drawn without replacement from its search space (the module's ``SEARCH_SPACE`` if it has one,
+else SEARCH_SPACES below) by a random generator seeded with ``SEED:MODEL``. The best trial by
+the selection metric (NDCG@10 unless told otherwise; ties to the earlier trial, so the defaults
+win a tie) is chosen.
+
+Why test users cannot influence a choice, by construction: the trials run in a workspace, a
+copy of the database in a temporary folder beside it (``.NAME.work-PID``, which the build
+removes if a tune is killed), in which ``int_ground_truth`` is cut down to the tune users
+before any trial runs. The models then rank only tune users' candidates and every evaluation
+view there (``eval_ground_truth``, ``eval_metrics`` ...) knows only tune users; a trial whose
+metrics name any other split stops the tune. The workspace is removed afterwards. The build's
+lock (``.NAME.lock``) is held throughout, so a build and a tune never run at once on one file.
+
+Outputs: every trial in the table ``tuning_trials`` of the database (written like a build:
+into a copy renamed over the file), and the chosen settings in a TOML settings file
+(models/settings.toml by default), which ``build`` reads: DEFAULTS < the file < --set.
+
+Out of scope: build parameters read in SQL (``--confidence-alpha``, the popularity prior, the
+label) are not searched: they change shared tables that every model and the labels read; and
+models fitted on the tune users' labels (``USES_OTHER_MODELS``, the hybrid) are not tuned here,
+as their tune metrics are in-sample (the hybrid chooses its own penalty by cross-validation
+over the tune users).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import random
+import shutil
+import time
+import tomllib
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from kuairec_db import build, hooks, stages
+from kuairec_db.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# Search spaces of the models whose module has no SEARCH_SPACE: setting -> values to try.
+# Values bracket each model's DEFAULTS; costs stay of the order of one default fit (BPR keeps
+# iterations = 0, its data-sized epoch count: a fixed 200 epochs would take hours at full
+# scale).
+SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
+    "als": {
+        "factors": [32, 64, 128, 192],
+        "regularization": [0.01, 0.05, 0.15, 0.5, 1.0, 2.0],
+        "iterations": [10, 15, 25],
+    },
+    "bpr": {
+        "factors": [32, 64, 128],
+        "learning_rate": [0.01, 0.025, 0.05, 0.1],
+        "regularization": [0.001, 0.01, 0.05],
+    },
+    "itemknn": {
+        "weighting": ["bm25", "cosine"],
+        "K": [20, 50, 100, 200, 400],
+        "K1": [1.2, 10.0, 100.0, 1000.0],
+        "B": [0.5, 0.8, 1.0],
+    },
+    "ease": {
+        "l2": [500.0, 2500.0, 10_000.0, 50_000.0, 100_000.0, 250_000.0, 500_000.0],
+        "binary": [True, False],
+    },
+}
+
+METRICS = ("ndcg", "recall", "precision", "map", "hit_rate", "mrr")
+TRIALS_TABLE = "tuning_trials"
+TRIALS_COLUMNS = (
+    "model varchar, trial integer, settings varchar, is_default boolean, split varchar, "
+    "k integer, n_users integer, "
+    + ", ".join(f"{m} double" for m in METRICS)
+    + ", selection_metric varchar, selection_value double, seconds double, is_chosen boolean, "
+    "search_seed integer, model_seed integer, tuned_at timestamp"
+)
+DEFAULT_BUDGET = 8
+DEFAULT_SEED = 42
+
+
+@dataclass
+class Trial:
+    model: str
+    trial: int
+    settings: dict[str, Any]
+    split: str  # the users the metrics come from: always 'tune'
+    n_users: int
+    values: dict[str, float]  # metric -> value at k
+    seconds: float
+    is_chosen: bool = False
+
+
+@dataclass
+class TuneResult:
+    db: Path
+    settings_file: Path | None
+    metric: str
+    k: int
+    n_tune_users: int
+    trials: list[Trial] = field(default_factory=list)
+    seconds: float = 0.0
+    build_command: str = ""
+
+    def chosen(self) -> dict[str, Trial]:
+        return {t.model: t for t in self.trials if t.is_chosen}
+
+
+# ---------------------------------------------------------------------------------------------
+# Search spaces and sampling
+
+
+def search_space(model: hooks.Model) -> dict[str, list[Any]]:
+    """The model's search space: its module's SEARCH_SPACE, else SEARCH_SPACES, else {}."""
+    if model.is_sql:
+        return {}
+    space = getattr(hooks.load_module(model), "SEARCH_SPACE", None)
+    if space is None:
+        space = SEARCH_SPACES.get(model.name, {})
+    defaults = hooks.model_defaults(model)
+    unknown = [key for key in space if key not in defaults]
+    if unknown:
+        raise UserError(
+            f"search space of {model.name} names unknown setting(s) {', '.join(unknown)} "
+            f"(it has: {', '.join(defaults) or 'none'})"
+        )
+    return {
+        key: [_typed(defaults[key], v, model.name, key) for v in values]
+        for key, values in space.items()
+    }
+
+
+def _typed(default: Any, value: Any, model: str, key: str) -> Any:
+    """value as the type of the setting's default (so the settings file round-trips)."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise UserError(f"search space of {model}.{key}: {value!r} is not true or false")
+        return value
+    if isinstance(default, (int, float, str)):
+        try:
+            return type(default)(value)
+        except (TypeError, ValueError):
+            raise UserError(
+                f"search space of {model}.{key}: {value!r} is not {type(default).__name__}"
+            ) from None
+    return value
+
+
+def sample_settings(
+    defaults: dict[str, Any], space: dict[str, list[Any]], budget: int, seed: str
+) -> list[dict[str, Any]]:
+    """Trial 0 = defaults, then up to budget - 1 distinct other points of the grid, drawn
+    without replacement by random.Random(seed) (a string seed is stable across runs)."""
+    trials = [dict(defaults)]
+    keys = sorted(space)
+    grid = [dict(zip(keys, combo)) for combo in itertools.product(*(space[k] for k in keys))]
+    random.Random(seed).shuffle(grid)
+    seen = {json.dumps(defaults, sort_keys=True)}
+    for point in grid:
+        if len(trials) >= budget:
+            break
+        settings = {**defaults, **point}
+        key = json.dumps(settings, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            trials.append(settings)
+    return trials
+
+
+def tunable_models(names: list[str] | None) -> list[hooks.Model]:
+    """The models to tune: those named, else every model with a non-empty search space."""
+    available = hooks.discover()
+    if names is None:
+        chosen = [m for m in available.values() if not m.uses_other_models and search_space(m)]
+        if not chosen:
+            raise UserError("no model in models/ has settings to tune")
+        return chosen
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise UserError(f"unknown model(s) {', '.join(unknown)}; available: {', '.join(available)}")
+    out = []
+    for name in names:
+        model = available[name]
+        if model.uses_other_models:
+            raise UserError(
+                f"{name} is built on the other models and fitted on the tune users' labels: its "
+                "tune metrics are in-sample, so tune does not choose its settings"
+            )
+        if not search_space(model):
+            raise UserError(f"{name} has no settings to tune (no search space)")
+        out.append(model)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The workspace
+
+
+def _build_params(info: dict[str, str]) -> build.BuildParams:
+    """The BuildParams a database was built with, from its build_info param.* rows."""
+    params = build.BuildParams()
+    for f in fields(params):
+        text = info.get(f"param.{f.name}")
+        default = getattr(params, f.name)
+        if text is None or text == "None" or isinstance(default, (Path, dict)) or default is None:
+            continue
+        if isinstance(default, bool):
+            value: Any = text == "True"
+        elif isinstance(default, (int, float)):
+            value = type(default)(text)
+        elif isinstance(default, list):
+            value = json.loads(text)
+        else:
+            value = text
+        setattr(params, f.name, value)
+    models = info.get("param.models")
+    if models and models != "None":
+        params.models = json.loads(models)
+    return params
+
+
+def _restrict_to_tune_users(con: duckdb.DuckDBPyConnection) -> int:
+    """Cut the workspace's ground truth and rankings down to tune users; returns their number."""
+    con.execute("delete from int_ground_truth where split is distinct from 'tune'")
+    con.execute(
+        "delete from eval_rankings where user_id not in (select user_id from int_ground_truth)"
+    )
+    con.execute("delete from recommendations")  # trials write eval_rankings only
+    left = con.execute(
+        "select count(*) filter (where split <> 'tune'), count(distinct user_id) "
+        "from int_ground_truth"
+    ).fetchone()
+    if left[0]:
+        raise RuntimeError("the tuning workspace still holds test users")
+    return int(left[1])
+
+
+def _trial_metrics(
+    con: duckdb.DuckDBPyConnection, model: str, k: int
+) -> tuple[str, int, dict[str, float]]:
+    """(split, n_users, metric -> value) of a trial, from the workspace's eval_metrics."""
+    rows = con.execute(
+        "select split, metric, value, n_users from eval_metrics "
+        "where model = ? and k = ? and split <> 'all'",
+        [model, k],
+    ).fetchall()
+    splits = {r[0] for r in rows}
+    if splits != {"tune"}:
+        raise RuntimeError(f"trial of {model}: metrics from split(s) {sorted(splits)}, not tune")
+    values = {metric: float(value) for _, metric, value, _ in rows}
+    return "tune", max(r[3] for r in rows), values
+
+
+def tune(
+    db: Path,
+    models: list[str] | None = None,
+    budget: int = DEFAULT_BUDGET,
+    seed: int = DEFAULT_SEED,
+    metric: str = "ndcg",
+    k: int = 10,
+    write: Path | None = stages.SETTINGS_FILE,
+    threads: int | None = None,
+) -> TuneResult:
+    """Search the models' settings on the tune users of DB (module docstring)."""
+    if budget < 1:
+        raise UserError("--budget must be at least 1 (trial 0 is the defaults)")
+    if metric not in METRICS:
+        raise UserError(f"--metric must be one of {', '.join(METRICS)}, not {metric!r}")
+    target = db.expanduser().resolve()
+    if not target.is_file():
+        raise UserError(f"{db}: no database here; build it first: python -m kuairec_db build")
+    chosen_models = tunable_models(models)
+    threads = threads or os.cpu_count() or 1
+    started = time.perf_counter()
+    tuned_at = datetime.now(timezone.utc).replace(tzinfo=None)
+
+    lock = build.acquire_lock(target)
+    work = target.with_name(f".{target.name}.work-{os.getpid()}")
+    con = None
+    try:
+        for path in build.remove_leftovers(target):
+            log.info("removed %s, left by an interrupted build or tune", path.name)
+        work.mkdir()
+        workspace = work / "tune.duckdb"
+        shutil.copyfile(target, workspace)
+        con = duckdb.connect(
+            str(workspace), config={"threads": str(threads), "temp_directory": str(work / "spill")}
+        )
+        info = _read_build_info(con, db)
+        params = _build_params(info)
+        if k not in params.k:
+            raise UserError(f"--k {k}: {db} has metrics at k = {', '.join(map(str, params.k))}")
+        for name, value in params.sql_variables().items():
+            con.execute(f"set variable {name} = ?", [value])
+        n_tune = _restrict_to_tune_users(con)
+        result = TuneResult(target, write, metric, k, n_tune)
+        log.info(
+            "tuning %s on the %d tune users of %s (%s@%d, %d trials each, seed %d)",
+            ", ".join(m.name for m in chosen_models),
+            n_tune,
+            target.name,
+            metric,
+            k,
+            budget,
+            seed,
+        )
+        for model in chosen_models:
+            candidates = sample_settings(
+                hooks.model_defaults(model), search_space(model), budget, f"{seed}:{model.name}"
+            )
+            model_trials = []
+            for number, settings in enumerate(candidates):
+                trial_started = time.perf_counter()
+                hooks.run_model(
+                    con, model, settings, params.top_n, threads, params.seed, recommendations=False
+                )
+                split, n_users, values = _trial_metrics(con, model.name, k)
+                trial = Trial(
+                    model.name,
+                    number,
+                    settings,
+                    split,
+                    n_users,
+                    values,
+                    time.perf_counter() - trial_started,
+                )
+                log.info(
+                    "  %s trial %d: %s@%d %.4f  %s",
+                    model.name,
+                    number,
+                    metric,
+                    k,
+                    values.get(metric, float("nan")),
+                    json.dumps(settings, sort_keys=True),
+                )
+                model_trials.append(trial)
+            best = max(model_trials, key=lambda t: (t.values.get(metric, float("-inf")), -t.trial))
+            best.is_chosen = True
+            result.trials += model_trials
+        con.close()
+        con = None
+        _write_trials(target, result, seed, params.seed, tuned_at)
+        if write is not None:
+            write_settings_file(write, result, info)
+        result.build_command = _build_command(db, info, params, write)
+        result.seconds = time.perf_counter() - started
+        return result
+    finally:
+        if con is not None:
+            con.close()
+        shutil.rmtree(work, ignore_errors=True)
+        lock.close()
+
+
+def _read_build_info(con: duckdb.DuckDBPyConnection, db: Path) -> dict[str, str]:
+    try:
+        info = dict(con.execute("select key, value from build_info").fetchall())
+        con.execute("select 1 from int_ground_truth limit 1")
+    except duckdb.CatalogException:
+        raise UserError(
+            f"{db}: not a kuairec_db database (no build_info or ground truth)"
+        ) from None
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs
+
+
+def _write_trials(
+    target: Path, result: TuneResult, search_seed: int, model_seed: int, tuned_at: datetime
+) -> None:
+    """Replace the tuned models' rows of tuning_trials in the database, atomically like build:
+    a copy of the file is written and renamed over it (readers keep their view)."""
+    temp = target.with_name(f".{target.name}.building-{os.getpid()}")
+    try:
+        shutil.copyfile(target, temp)
+        con = duckdb.connect()
+        try:
+            con.execute(
+                f"attach '{_sql_str(temp)}' as kuairec (storage_version '{build.STORAGE_VERSION}')"
+            )
+            con.execute("use kuairec")
+            columns = [
+                r[0]
+                for r in con.execute(
+                    "select column_name from duckdb_columns() "
+                    "where database_name = 'kuairec' and table_name = ?",
+                    [TRIALS_TABLE],
+                ).fetchall()
+            ]
+            expected = [c.strip().split(" ")[0] for c in TRIALS_COLUMNS.split(",")]
+            if columns and columns != expected:
+                con.execute(f"drop table {TRIALS_TABLE}")  # written by an older tune
+            con.execute(f"create table if not exists {TRIALS_TABLE} ({TRIALS_COLUMNS})")
+            con.execute(
+                f"delete from {TRIALS_TABLE} where model in (select unnest(?))",
+                [sorted({t.model for t in result.trials})],
+            )
+            selection = f"{result.metric}@{result.k}"
+            con.executemany(
+                f"insert into {TRIALS_TABLE} values ({', '.join('?' * len(expected))})",
+                [
+                    (
+                        t.model,
+                        t.trial,
+                        json.dumps(t.settings, sort_keys=True),
+                        t.trial == 0,
+                        t.split,
+                        result.k,
+                        t.n_users,
+                        *(t.values.get(m) for m in METRICS),
+                        selection,
+                        t.values.get(result.metric),
+                        round(t.seconds, 3),
+                        t.is_chosen,
+                        search_seed,
+                        model_seed,
+                        tuned_at,
+                    )
+                    for t in result.trials
+                ],
+            )
+            build.apply_comments(con)
+            con.execute("checkpoint")
+            con.execute("use memory")
+            con.execute("detach kuairec")
+        finally:
+            con.close()
+        os.replace(temp, target)
+    finally:
+        for leftover in (temp, temp.with_name(temp.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _sql_str(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
+def write_settings_file(path: Path, result: TuneResult, info: dict[str, str]) -> None:
+    """Write the chosen settings to PATH, keeping the other models' tables already in it."""
+    previous: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        try:
+            previous = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: not a valid TOML settings file ({exc})") from None
+    chosen = result.chosen()
+    defaults_value = {t.model: t.values.get(result.metric) for t in result.trials if t.trial == 0}
+    n_trials = {m: sum(t.model == m for t in result.trials) for m in chosen}
+    lines = [
+        "# Model settings for `python -m kuairec_db build` (DEFAULTS < this file < --set).",
+        f"# Written by `python -m kuairec_db tune` on {result.db.name}, built from "
+        f"{info.get('data_location', '?')}.",
+        f"# Chosen by {result.metric}@{result.k} on its {result.n_tune_users} TUNE users only; "
+        f"every trial is in the table {TRIALS_TABLE}.",
+    ]
+    for name in sorted(set(previous) | set(chosen)):
+        lines.append("")
+        if name in chosen:
+            trial = chosen[name]
+            lines.append(
+                f"# {result.metric}@{result.k} on tune users {trial.values[result.metric]:.4f} "
+                f"(defaults {defaults_value[name]:.4f}), trial {trial.trial} of "
+                f"{n_trials[name]} (0 = defaults)"
+            )
+            values = trial.settings
+        else:
+            values = previous[name]
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # what build will read
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
+
+
+# The build options that change what is built, to repeat in the suggested command.
+_FLAGS = {
+    "label": "--label",
+    "label_threshold": "--label-threshold",
+    "label_quantile": "--label-quantile",
+    "confidence_alpha": "--confidence-alpha",
+    "top_n": "--top-n",
+    "k": "--k",
+}
+
+
+def _build_command(db: Path, info: dict[str, str], params: build.BuildParams, write) -> str:
+    parts = ["python -m kuairec_db build", f"--db {db}"]
+    data = info.get("param.data")
+    if data:
+        parts.append(f"--data {data}")
+    elif info.get("data_kind") == "synthetic_demo":
+        parts.append("--demo")
+        if params.demo_scale != build.BuildParams().demo_scale:
+            parts.append(f"--demo-scale {params.demo_scale}")
+    defaults = build.BuildParams()
+    for name, flag in _FLAGS.items():
+        value = getattr(params, name)
+        if value != getattr(defaults, name):
+            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            parts.append(f"{flag} {text}")
+    if params.models is not None:
+        parts.append(f"--models {','.join(params.models)}")
+    if write is not None:
+        parts.append(f"--config {write}")
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def register(sub) -> None:
+    from kuairec_db.commands import DEFAULT_DB
+
+    p = sub.add_parser(
+        "tune",
+        help="choose model settings on the tune users (random search) and write them",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Random search over each model's settings, evaluated on the TUNE users only\n"
+        "(in a copy of the database whose ground truth holds nothing else). Every trial goes\n"
+        "to the table tuning_trials; the best settings per model go to a TOML file that build\n"
+        "reads (DEFAULTS < file < --set). Trial 0 is always the model's defaults.",
+        epilog="examples:\n  python -m kuairec_db tune\n"
+        "  python -m kuairec_db tune --models als --budget 12 --seed 7\n"
+        "  python -m kuairec_db tune --metric recall --k 20 --write tuned.toml",
+    )
+    p.add_argument(
+        "--db", default=DEFAULT_DB, metavar="PATH", help=f"database file (default: ./{DEFAULT_DB})"
+    )
+    p.add_argument(
+        "--models",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        metavar="A,B",
+        help="models to tune (default: every model with a search space)",
+    )
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=DEFAULT_BUDGET,
+        metavar="N",
+        help=f"trials per model, trial 0 being the defaults (default {DEFAULT_BUDGET})",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        metavar="S",
+        help=f"seed of the search (default {DEFAULT_SEED})",
+    )
+    p.add_argument(
+        "--metric",
+        choices=METRICS,
+        default="ndcg",
+        help="selection metric on the tune users (default ndcg)",
+    )
+    p.add_argument("--k", type=int, default=10, metavar="K", help="its cutoff (default 10)")
+    p.add_argument(
+        "--write",
+        type=Path,
+        default=stages.SETTINGS_FILE,
+        metavar="FILE",
+        help="settings file to write (default: models/settings.toml, which build reads)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="threads for DuckDB and the models (default: all cores)",
+    )
+    p.set_defaults(func=run_tune)
+
+
+def run_tune(args) -> int:
+    result = tune(
+        Path(args.db),
+        models=args.models,
+        budget=args.budget,
+        seed=args.seed,
+        metric=args.metric,
+        k=args.k,
+        write=args.write,
+        threads=args.threads,
+    )
+    selection = f"{result.metric}@{result.k}"
+    print(
+        f"tuned {len(result.chosen())} model(s) on the {result.n_tune_users} tune users of "
+        f"{args.db} by {selection} in {result.seconds:.1f} s"
+    )
+    defaults = {t.model: t for t in result.trials if t.trial == 0}
+    print(f"{'model':<12}{'trials':>7}{'defaults':>10}{'chosen':>10}  settings")
+    for name, trial in result.chosen().items():
+        n = sum(t.model == name for t in result.trials)
+        changed = {
+            key: value
+            for key, value in trial.settings.items()
+            if value != defaults[name].settings.get(key)
+        }
+        shown = " ".join(f"{key}={value}" for key, value in changed.items()) or "(the defaults)"
+        print(
+            f"{name:<12}{n:>7}{defaults[name].values[result.metric]:>10.4f}"
+            f"{trial.values[result.metric]:>10.4f}  {shown}"
+        )
+    print(f"every trial: table {TRIALS_TABLE} in {args.db}")
+    if result.settings_file is not None:
+        print(f"chosen settings written to {result.settings_file}; apply them with:")
+        print(f"  {result.build_command}")
+    return 0
