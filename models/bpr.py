@@ -17,7 +17,8 @@ Settings: `iterations` is implicit's epochs; 0 (the default) takes about 50M sam
 number of SGD steps per epoch grows with the number of training pairs.
 
 Cost at full KuaiRec shape (synthetic demo at scale 1.0, 10.3M training pairs, 2 cores): 5
-epochs, fit 30 s on one core, 34 s in all; factors and scores need little memory.
+epochs, fit 30 to 51 s on one core (the range is the load from other jobs), 34 to 57 s in all;
+factors and scores need little memory.
 
 Determinism: implicit's BPR updates shared factors from several threads without locks
 (Hogwild), so two fits with more than one thread differ. The fit therefore runs on one thread

@@ -19,9 +19,10 @@ training pairs), 2 cores shared with other jobs, float32:
 - memory: X as a dense array (308 MB) and G, overwritten by P and then B (460 MB; float64
   would be 920 MB). The process grows by about 0.85 GB (1.31 GB peak against 0.47 GB before);
   a whole build's peak, 3.1 GB, is DuckDB's loading and stays the same with or without ease.
-- time: 44.5 s in a build: fit 24.4 s (G = X^T X, 7,176 x 10,728^2 multiply-adds, about 8 s;
-  the Cholesky inverse, about 10,728^3 flops, about 10 s), then 18.8 s to score and rank all
-  7,176 users (X B in batches of dense GEMM, 1.65e12 flops) and 1 s to write.
+- time: 44.5 s in the least loaded build (63 to 79 s when other jobs held the cores): fit
+  24.4 s (G = X^T X, 7,176 x 10,728^2 multiply-adds, about 8 s; the Cholesky inverse, about
+  10,728^3 flops, about 10 s), then 18.8 s to score and rank all 7,176 users (X B in batches
+  of dense GEMM, 1.65e12 flops) and 1 s to write.
 - float64 (`dtype`): about 1.6x the CPU time and 0.7 GB more. float32 is accurate enough: for
   all 1,411 small-matrix users the top-100 candidates are the same set as in float64, in the
   same order for 98.7% of them and the same top 10 for 99.9% (swaps of near-equal scores).
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 DEFAULTS = {"l2": 100_000.0, "binary": False, "max_items": 0, "dtype": "float32"}
 
 SYMMETRISE_BLOCK = 1024
+MIN_ITEMS_FOR_THREADS = 3000
 
 
 def inverse_spd_inplace(a: np.ndarray) -> np.ndarray:
@@ -102,6 +104,8 @@ def run(ctx: ModelContext) -> None:
     from threadpoolctl import threadpool_limits
 
     l2 = float(ctx.settings["l2"])
+    if not l2 > 0:
+        raise UserError(f"ease.l2 must be above 0 (G + l2 I must be invertible), not {l2}")
     if ctx.settings["dtype"] not in ("float32", "float64"):
         raise UserError(f"ease.dtype must be float32 or float64, not {ctx.settings['dtype']!r}")
     dtype = np.dtype(ctx.settings["dtype"])
@@ -112,7 +116,10 @@ def run(ctx: ModelContext) -> None:
     items = popular_items(matrix, max_items) if 0 < max_items < n_items else np.arange(n_items)
     sub = sp.csr_matrix(weighted[:, items])
 
-    with threadpool_limits(limits=ctx.threads, user_api="blas"):
+    # Below a few thousand videos one BLAS thread is faster: a multi-threaded LAPACK call on a
+    # 1,000-video matrix can wait on busy cores for seconds to do milliseconds of work.
+    blas_threads = ctx.threads if len(items) >= MIN_ITEMS_FOR_THREADS else 1
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
         started = time.perf_counter()
         weights = ease_weights(sub.toarray(), l2)
         ctx.timings["fit_seconds"] = time.perf_counter() - started

@@ -15,8 +15,9 @@ Output: the top-N unseen videos of every big-matrix user and the top-N candidate
 small-matrix user; no factors.
 
 Cost at full KuaiRec shape (synthetic demo at scale 1.0, 10.3M training pairs, 2 cores):
-cosine with K = 200 fits in about 20 s (implicit's all_pairs_knn, on every thread) and scores
-every user in about 5 s; the similarity holds K entries per video (2.1M).
+cosine with K = 200 fits in 20 to 46 s (implicit's all_pairs_knn on every thread; the range is
+the load from other jobs) and scores every user in 5 to 12 s; the similarity holds K entries per
+video (2.1M).
 """
 
 from __future__ import annotations
