@@ -359,6 +359,8 @@ def _run_stage(con, stage: stages.Stage, src: sources.DataSource | None) -> floa
             con.execute(f"create or replace table {stage.name} as {body}")
         else:
             con.execute(f"create or replace view {stage.name} as {body}")
+    except (duckdb.OutOfMemoryException, duckdb.IOException):
+        raise  # resources, not the file's content: build() words these
     except duckdb.Error as exc:
         source = stage.name.removeprefix("stg_") if stage.name.startswith("stg_") else None
         if src is not None and source in SOURCES:
@@ -621,6 +623,19 @@ def build(params: BuildParams) -> BuildResult:
         os.replace(temp_db, target)
         _fsync_dir(target.parent)
         return BuildResult(target, data_kind, location, time.perf_counter() - started, warnings)
+    except duckdb.OutOfMemoryException as exc:
+        limit = params.memory_limit or "DuckDB's default"
+        raise UserError(
+            f"out of memory while building {target.name} ({_first_line(exc)}); raise "
+            f"--memory-limit (now {limit}) or use fewer --threads; the previous database is intact"
+        ) from None
+    except (duckdb.IOException, OSError) as exc:
+        if "No space left" not in str(exc) and getattr(exc, "errno", None) != errno.ENOSPC:
+            raise
+        raise UserError(
+            f"disk full while building {target.name} in {target.parent} ({_first_line(exc)}); "
+            "free some space; the previous database is intact"
+        ) from None
     finally:
         if con is not None:
             try:
@@ -631,6 +646,11 @@ def build(params: BuildParams) -> BuildResult:
             leftover.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
         lock.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def _sql_str(path: Path) -> str:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tests.conftest import run_cli
 from tests.test_cli import leftovers, md5
@@ -113,3 +114,53 @@ def test_failed_build_keeps_the_exact_previous_file(tmp_path, demo_dir, built_db
         ".kuairec.duckdb.lock"
     ]
     assert Path(db).is_file()
+
+
+def test_out_of_memory_is_one_line_and_keeps_the_previous_database(tmp_path, demo_dir, built_db):
+    db = tmp_path / "kuairec.duckdb"
+    shutil.copy(built_db, db)
+    before = md5(db)
+    result = run_cli(
+        "build", "--data", str(demo_dir), "--db", str(db), "--force", "--memory-limit", "8MB"
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: out of memory") and "--memory-limit" in last
+    assert md5(db) == before
+    assert leftovers(tmp_path) == []
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 40 MB tmpfs (CI and developers run as root on this kind of machine)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=40M", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"cannot mount a tmpfs for the disk-full test: {done.stderr}"
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_disk_full_is_one_line_and_keeps_the_previous_database(small_disk, tmp_path):
+    db = small_disk / "kuairec.duckdb"
+    first = run_cli(
+        "build", "--demo", "--demo-scale", "0.02", "--models", "popularity", "--db", str(db)
+    )
+    assert first.returncode == 0, first.stderr
+    before = md5(db)
+    # The full demo (its CSVs, an extracted copy of the database and more) cannot fit.
+    result = run_cli("build", "--demo", "--db", str(db))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and ("disk full" in last or "No space left" in last), last
+    assert md5(db) == before
+    assert leftovers(small_disk) == []
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("select count(*) from recommendations").fetchone()[0] > 0
+    con.close()
