@@ -142,12 +142,12 @@ def _lookup_latency_ms(db: Path, n: int = 200) -> float:
 
 
 def run_scale(scale: float, out: Path, threads: int, memory_limit: str | None) -> dict:
-    from kuairec_db import demo
-
     data = out / f"data-{scale}"
     if not (data / "big_matrix.csv").is_file():
         log.info("scale %s: generating the demo data in %s", scale, data)
-        demo.generate(data, scale=scale, seed=7)
+        # In a child process: a child's peak RSS starts from its parent's size at fork, so
+        # this process must stay small for the measurements below.
+        _run_measured(["-m", "kuairec_db", "-q", "demo", "--out", str(data), "--scale", str(scale)])
     sizes = {p.name: p.stat().st_size for p in data.glob("*.csv")}
     log.info("scale %s: floor (bare scan + bare ALS fit)", scale)
     floor = _floor(data, threads)
