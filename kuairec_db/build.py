@@ -580,11 +580,11 @@ def build(params: BuildParams) -> BuildResult:
             model_timings[model.name] = hooks.run_model(
                 con, model, model_settings[model.name], params.top_n, params.threads, params.seed
             )
-        # The database holds what this build makes and nothing else: tables of removed stages,
-        # and results that other commands (tune, exposure-study) computed on the previous
-        # build, would be stale.
+        # The database holds what this build makes: tables of removed stages and results that
+        # exposure-study computed on the previous build would be stale. tuning_trials stays:
+        # it documents where the settings file came from.
         keep = {s.name for s in all_stages} | set(stages.CONTRACT_TABLES)
-        keep |= {"build_info", FINGERPRINT_TABLE}
+        keep |= {"build_info", FINGERPRINT_TABLE, "tuning_trials"}  # trials explain the settings
         for name, kind in con.execute(
             "select table_name, table_type from information_schema.tables "
             "where table_catalog = 'kuairec' and table_schema = 'main'"
@@ -599,6 +599,7 @@ def build(params: BuildParams) -> BuildResult:
         warnings = _data_warnings(con)
         info = _build_info(
             params,
+            settings_file,
             data_kind,
             location,
             model_settings,
@@ -715,6 +716,7 @@ def _data_warnings(con) -> list[str]:
 
 def _build_info(
     params: BuildParams,
+    settings_file: Path | None,
     data_kind: str,
     location: str,
     model_settings: dict[str, dict[str, Any]],
@@ -747,7 +749,7 @@ def _build_info(
         info[f"param.{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
     info["param.db"] = str(params.db)
     info["param.data"] = str(params.data) if params.data else ""
-    info["param.config"] = str(params.config or stages.SETTINGS_FILE)
+    info["param.config"] = str(settings_file) if settings_file else ""
     for name, settings in model_settings.items():
         info[f"model.{name}.settings"] = json.dumps(settings, sort_keys=True)
         for key, value in model_timings.get(name, {}).items():

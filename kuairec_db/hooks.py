@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ def load_module(model: Model) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"kuairec_db_models.{model.name}", model.path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # so that dataclasses and pickling inside models work
     spec.loader.exec_module(module)
     if not hasattr(module, "run"):
         raise UserError(f"{model.path}: a Python model must define run(ctx)")

@@ -4,7 +4,8 @@ For every model tuned, trial 0 runs its ``DEFAULTS`` and trials 1 .. budget - 1 
 drawn without replacement from its search space (the module's ``SEARCH_SPACE`` if it has one,
 else SEARCH_SPACES below) by a random generator seeded with ``SEED:MODEL``. The best trial by
 the selection metric (NDCG@10 unless told otherwise; ties to the earlier trial, so the defaults
-win a tie) is chosen.
+win a tie) is chosen. By default the models tuned are those of the database with a search
+space.
 
 Why test users cannot influence a choice, by construction: the trials run in a workspace, a
 copy of the database in a temporary folder beside it (``.NAME.work-PID``, which the build
@@ -21,8 +22,8 @@ into a copy renamed over the file), and the chosen settings in a TOML settings f
 Out of scope: build parameters read in SQL (``--confidence-alpha``, the popularity prior, the
 label) are not searched: they change shared tables that every model and the labels read; and
 models fitted on the tune users' labels (``USES_OTHER_MODELS``, the hybrid) are not tuned here,
-as their tune metrics are in-sample (the hybrid chooses its own penalty by cross-validation
-over the tune users).
+as their tune metrics are in-sample (the hybrid chooses its own penalty, or one input alone,
+by cross-validation over the tune users).
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
         "l2": [500.0, 2500.0, 10_000.0, 50_000.0, 100_000.0, 250_000.0, 500_000.0],
         "binary": [True, False],
     },
+}
+
+# Settings a model ignores given another setting's value: setting -> value -> ignored settings.
+# A drawn point sets those to their defaults, so two points that differ only there are one.
+UNUSED_WHEN: dict[str, dict[str, dict[Any, tuple[str, ...]]]] = {
+    "itemknn": {"weighting": {"cosine": ("K1", "B")}},
 }
 
 METRICS = ("ndcg", "recall", "precision", "map", "hit_rate", "mrr")
@@ -156,10 +163,15 @@ def _typed(default: Any, value: Any, model: str, key: str) -> Any:
 
 
 def sample_settings(
-    defaults: dict[str, Any], space: dict[str, list[Any]], budget: int, seed: str
+    defaults: dict[str, Any],
+    space: dict[str, list[Any]],
+    budget: int,
+    seed: str,
+    unused_when: dict[str, dict[Any, tuple[str, ...]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Trial 0 = defaults, then up to budget - 1 distinct other points of the grid, drawn
-    without replacement by random.Random(seed) (a string seed is stable across runs)."""
+    without replacement by random.Random(seed) (a string seed is stable across runs), settings
+    made irrelevant by another (unused_when, see UNUSED_WHEN) set to their defaults."""
     trials = [dict(defaults)]
     keys = sorted(space)
     grid = [dict(zip(keys, combo)) for combo in itertools.product(*(space[k] for k in keys))]
@@ -169,6 +181,9 @@ def sample_settings(
         if len(trials) >= budget:
             break
         settings = {**defaults, **point}
+        for setting, values in (unused_when or {}).items():
+            for ignored in values.get(settings.get(setting), ()):
+                settings[ignored] = defaults[ignored]
         key = json.dumps(settings, sort_keys=True)
         if key not in seen:
             seen.add(key)
@@ -177,7 +192,8 @@ def sample_settings(
 
 
 def tunable_models(names: list[str] | None) -> list[hooks.Model]:
-    """The models to tune: those named, else every model with a non-empty search space."""
+    """The models to tune: those named, else every model with a non-empty search space (tune
+    then keeps those the database was built with)."""
     available = hooks.discover()
     if names is None:
         chosen = [m for m in available.values() if not m.uses_other_models and search_space(m)]
@@ -299,6 +315,13 @@ def tune(
         params = _build_params(info)
         if k not in params.k:
             raise UserError(f"--k {k}: {db} has metrics at k = {', '.join(map(str, params.k))}")
+        if models is None:  # by default, the tunable models this database was built with
+            built = set(info.get("models", "").split(","))
+            chosen_models = [m for m in chosen_models if m.name in built]
+            if not chosen_models:
+                raise UserError(
+                    f"{db}: none of its models ({info.get('models', '')}) has settings to tune"
+                )
         for name, value in params.sql_variables().items():
             con.execute(f"set variable {name} = ?", [value])
         n_tune = _restrict_to_tune_users(con)
@@ -315,7 +338,11 @@ def tune(
         )
         for model in chosen_models:
             candidates = sample_settings(
-                hooks.model_defaults(model), search_space(model), budget, f"{seed}:{model.name}"
+                hooks.model_defaults(model),
+                search_space(model),
+                budget,
+                f"{seed}:{model.name}",
+                UNUSED_WHEN.get(model.name),
             )
             model_trials = []
             for number, settings in enumerate(candidates):
@@ -553,7 +580,7 @@ def register(sub) -> None:
         "--models",
         type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
         metavar="A,B",
-        help="models to tune (default: every model with a search space)",
+        help="models to tune (default: those of the database with a search space)",
     )
     p.add_argument(
         "--budget",

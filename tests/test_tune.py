@@ -195,6 +195,9 @@ def test_sample_settings_is_seeded_distinct_and_starts_with_the_defaults():
     assert all(s["a"] in space["a"] and s["b"] in space["b"] and s["c"] == "x" for s in first)
     # A budget above the grid gives the whole grid once.
     assert len(tune.sample_settings(defaults, space, 100, "7:m")) == 6
+    # Settings another setting makes irrelevant stay at their defaults: fewer distinct points.
+    ignored = tune.sample_settings(defaults, space, 100, "7:m", {"c": {"x": ("b",)}})
+    assert [s["b"] for s in ignored] == [0.5] * 3
 
 
 def test_every_search_space_names_real_settings():
@@ -204,3 +207,18 @@ def test_every_search_space_names_real_settings():
         assert set(space) <= set(defaults), model.name
         for key, values in space.items():
             assert all(type(v) is type(defaults[key]) for v in values), (model.name, key)
+
+
+def test_by_default_only_the_databases_models_are_tuned(tmp_path, demo_dir):
+    db = tmp_path / "k.duckdb"
+    built = run_cli("build", "--data", str(demo_dir), "--db", str(db), "--models", "popularity")
+    assert built.returncode == 0, built.stderr
+    one_line_error(run_cli("tune", "--db", str(db)), "popularity", "no", "settings to tune")
+    built = run_cli(
+        "build", "--data", str(demo_dir), "--db", str(db), "--models", "popularity,itemknn"
+    )
+    assert built.returncode == 0, built.stderr
+    result = run_cli("tune", "--db", str(db), "--budget", "2", "--write", str(tmp_path / "s.toml"))
+    assert result.returncode == 0, result.stderr
+    assert {r[0] for r in trials(db)} == {"itemknn"}
+    assert "--models popularity,itemknn" in result.stdout
