@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def _run_measured(args: list[str], cwd: Path | None = None) -> tuple[float, floa
 _SCAN = """
 import sys, time, duckdb
 columns = {columns!r}
-con = duckdb.connect(config={{"threads": "{threads}"}})
+con = duckdb.connect(config={{"threads": "{threads}", "enable_progress_bar": "false"}})
 started = time.perf_counter()
 for name in ("big_matrix.csv", "small_matrix.csv"):
     path = sys.argv[1] + "/" + name
@@ -68,7 +69,7 @@ _ALS = """
 import sys, time, duckdb, numpy as np, scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
-con = duckdb.connect(config={{"threads": "{threads}"}})
+con = duckdb.connect(config={{"threads": "{threads}", "enable_progress_bar": "false"}})
 columns = {columns!r}
 source = sys.argv[1] + "/big_matrix.csv"
 rows, cols, vals = con.execute(
@@ -89,9 +90,9 @@ print(f"SECONDS {{time.perf_counter() - started:.3f}}")
 
 
 def _seconds(output: str) -> float:
-    for line in output.splitlines():
-        if line.startswith("SECONDS "):
-            return float(line.split()[1])
+    found = re.findall(r"SECONDS ([0-9.]+)", output)
+    if found:
+        return float(found[-1])
     raise RuntimeError(f"no timing in: {output[-300:]}")
 
 

@@ -659,7 +659,11 @@ def _sql_str(path: Path) -> str:
 
 
 def _duckdb_config(params: BuildParams, work: Path) -> dict[str, str]:
-    config = {"threads": str(params.threads), "temp_directory": str(work / "spill")}
+    config = {
+        "threads": str(params.threads),
+        "temp_directory": str(work / "spill"),
+        "enable_progress_bar": "false",  # the build logs its own progress, one line a step
+    }
     if params.memory_limit:
         config["memory_limit"] = params.memory_limit
     return config
