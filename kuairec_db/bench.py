@@ -53,7 +53,8 @@ def _run_measured(args: list[str], cwd: Path | None = None) -> tuple[float, floa
 _SCAN = """
 import sys, time, duckdb
 columns = {columns!r}
-con = duckdb.connect(config={{"threads": "{threads}", "enable_progress_bar": "false"}})
+con = duckdb.connect(config={{"threads": "{threads}"}})
+con.execute("set enable_progress_bar = false")
 started = time.perf_counter()
 for name in ("big_matrix.csv", "small_matrix.csv"):
     path = sys.argv[1] + "/" + name
@@ -69,7 +70,8 @@ _ALS = """
 import sys, time, duckdb, numpy as np, scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
-con = duckdb.connect(config={{"threads": "{threads}", "enable_progress_bar": "false"}})
+con = duckdb.connect(config={{"threads": "{threads}"}})
+con.execute("set enable_progress_bar = false")
 columns = {columns!r}
 source = sys.argv[1] + "/big_matrix.csv"
 rows, cols, vals = con.execute(

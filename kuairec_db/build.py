@@ -521,6 +521,7 @@ def build(params: BuildParams) -> BuildResult:
             log.info("updating %s: only what changed is recomputed", target.name)
             shutil.copyfile(target, temp_db)
         con = duckdb.connect(config=_duckdb_config(params, work))
+        con.execute("set enable_progress_bar = false")  # the build logs one line a step
         con.execute(
             f"attach '{_sql_str(temp_db)}' as kuairec (storage_version '{STORAGE_VERSION}')"
         )
@@ -662,7 +663,6 @@ def _duckdb_config(params: BuildParams, work: Path) -> dict[str, str]:
     config = {
         "threads": str(params.threads),
         "temp_directory": str(work / "spill"),
-        "enable_progress_bar": "false",  # the build logs its own progress, one line a step
     }
     if params.memory_limit:
         config["memory_limit"] = params.memory_limit
