@@ -408,6 +408,43 @@ def _variables_used(text: str) -> list[str]:
     return sorted(set(re.findall(r"getvariable\(\s*'(\w+)'", text)))
 
 
+def model_dependencies(model: hooks.Model, known: set[str]) -> set[str]:
+    """The project relations a model reads: those its file names, plus ModelContext's."""
+    text = model.path.read_text(encoding="utf-8")
+    deps = set(re.findall(r"[a-z_][a-z0-9_]*", stages.strip_comments(text).lower())) & known
+    return deps | CONTEXT_DEPS if not model.is_sql else deps
+
+
+def _closure(roots: list[str], by_name: dict[str, stages.Stage]) -> set[str]:
+    known = set(by_name)
+    seen: set[str] = set()
+    while roots:
+        name = roots.pop()
+        if name in seen or name not in by_name:
+            continue
+        seen.add(name)
+        roots += sorted(stages.dependencies(by_name[name], known))
+    return seen
+
+
+def needed_tables(all_stages: list[stages.Stage], models: list[hooks.Model]) -> set[str]:
+    """Every table stage except those only models outside --models would read (say the
+    sequence model's transitions when sequence does not run). Tables nothing reads are
+    products in their own right (features for BI) and are built."""
+    by_name = {s.name: s for s in all_stages}
+    known = set(by_name)
+    chosen = {m.name for m in models}
+    used = [s.name for s in all_stages if s.kind in ("view", "audit")]
+    for model in models:
+        used += sorted(model_dependencies(model, known))
+    unused = []
+    for model in hooks.discover().values():
+        if model.name not in chosen:
+            unused += sorted(model_dependencies(model, known))
+    only_for_others = _closure(unused, by_name) - _closure(used, by_name)
+    return {s.name for s in all_stages if s.kind == "table" and s.name not in only_for_others}
+
+
 def plan_fingerprints(
     all_stages: list[stages.Stage],
     models: list[hooks.Model],
@@ -424,9 +461,10 @@ def plan_fingerprints(
     known = {s.name for s in all_stages if s.kind == "table"}
     reader_code = _code_digest([_PACKAGE_DIR / n for n in ("build.py", "sources.py", "schema.py")])
     model_code = _code_digest([_PACKAGE_DIR / "hooks.py", *stages.RANKING_DIR.glob("*.sql")])
+    needed = needed_tables(all_stages, models)
     fps: dict[str, str] = {}
     for stage in all_stages:
-        if stage.kind != "table":
+        if stage.kind != "table" or stage.name not in needed:
             continue
         parts = [stage.kind, stage.sql, duckdb.__version__]
         parts += [f"{d}={fps[d]}" for d in sorted(stages.dependencies(stage, known))]
@@ -436,9 +474,7 @@ def plan_fingerprints(
         fps[stage.name] = _digest(parts)
     for model in models:
         text = model.path.read_text(encoding="utf-8")
-        deps = set(re.findall(r"[a-z_][a-z0-9_]*", stages.strip_comments(text).lower())) & known
-        if not model.is_sql:
-            deps |= CONTEXT_DEPS
+        deps = model_dependencies(model, known)
         parts = [text, json.dumps(model_settings[model.name], sort_keys=True), model_code]
         parts += [f"top_n={params.top_n}", f"seed={params.seed}"]
         parts += [f"{d}={fps[d]}" for d in sorted(deps)]
@@ -534,7 +570,7 @@ def build(params: BuildParams) -> BuildResult:
                 "select table_name from duckdb_tables() where database_name = 'kuairec'"
             ).fetchall()
         }
-        table_stages = [s for s in all_stages if s.kind == "table"]
+        table_stages = [s for s in all_stages if s.kind == "table" and s.name in fps]
         stale = {
             s.name
             for s in table_stages
@@ -584,7 +620,8 @@ def build(params: BuildParams) -> BuildResult:
         # The database holds what this build makes: tables of removed stages and results that
         # exposure-study computed on the previous build would be stale. tuning_trials stays:
         # it documents where the settings file came from.
-        keep = {s.name for s in all_stages} | set(stages.CONTRACT_TABLES)
+        keep = {s.name for s in all_stages if s.kind == "view" or s.name in fps}
+        keep |= set(stages.CONTRACT_TABLES)
         keep |= {"build_info", FINGERPRINT_TABLE, "tuning_trials"}  # trials explain the settings
         for name, kind in con.execute(
             "select table_name, table_type from information_schema.tables "

@@ -98,3 +98,17 @@ def test_force_rebuilds_everything(fresh):
     result = build(data, db, "--models", "popularity,als", "--force")
     done = recomputed(result.stderr)
     assert {"stg_big_matrix", "int_train_interactions", "model:als", "model:popularity"} <= done
+
+
+def test_models_subset_builds_only_the_tables_those_models_need(fresh):
+    data, db = fresh  # built with popularity and als
+    con = duckdb.connect(str(db), read_only=True)
+    tables = {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
+    con.close()
+    # the sequence model's transitions are not needed; shared features are products
+    assert "feat_video_transitions" not in tables
+    assert {"feat_video_daily", "feat_user_activity", "feat_video_content"} <= tables
+    result = build(data, db, "--models", "popularity,als,sequence")
+    assert "feat_video_transitions" in recomputed(result.stderr)
+    assert "model:sequence" in recomputed(result.stderr)
+    assert not {"model:als", "model:popularity", "stg_big_matrix"} & recomputed(result.stderr)
