@@ -654,13 +654,8 @@ def build(params: BuildParams) -> BuildResult:
         )
         con.executemany(f"insert into {FINGERPRINT_TABLE} values (?, ?)", sorted(fps.items()))
         apply_comments(con)
-        con.execute("checkpoint")
-        con.execute("use memory")
-        con.execute("detach kuairec")
-        con.close()
+        publish(con, temp_db, target)
         con = None
-        os.replace(temp_db, target)
-        _fsync_dir(target.parent)
         return BuildResult(target, data_kind, location, time.perf_counter() - started, warnings)
     except duckdb.OutOfMemoryException as exc:
         limit = params.memory_limit or "DuckDB's default"
@@ -704,6 +699,17 @@ def _duckdb_config(params: BuildParams, work: Path) -> dict[str, str]:
     if params.memory_limit:
         config["memory_limit"] = params.memory_limit
     return config
+
+
+def publish(con: duckdb.DuckDBPyConnection, temp_db: Path, target: Path) -> None:
+    """Checkpoint and detach the database attached as ``kuairec`` (temp_db), close con, and
+    rename temp_db over target: readers of the old file keep it, new readers get this one."""
+    con.execute("checkpoint")
+    con.execute("use memory")
+    con.execute("detach kuairec")
+    con.close()
+    os.replace(temp_db, target)
+    _fsync_dir(target.parent)
 
 
 def _fsync_dir(folder: Path) -> None:

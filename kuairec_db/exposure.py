@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from kuairec_db import __version__, hooks, stages
-from kuairec_db.build import STORAGE_VERSION, acquire_lock, remove_leftovers
+from kuairec_db.build import STORAGE_VERSION, acquire_lock, publish, remove_leftovers
 from kuairec_db.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -655,17 +655,8 @@ def run_study(params: StudyParams) -> StudyResult:
         timings["seconds"] = time.perf_counter() - started
         _write_info(con, params, info, facts, timings, started_at)
         comment_tables(con, OUTPUT_TABLES)
-        con.execute("checkpoint")
-        con.execute("use memory")
-        con.execute("detach kuairec")
-        con.close()
+        publish(con, temp_db, target)
         con = None
-        os.replace(temp_db, target)
-        fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         return StudyResult(
             db=target,
             seconds=time.perf_counter() - started,

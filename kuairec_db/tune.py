@@ -458,12 +458,9 @@ def _write_trials(
                 ],
             )
             build.apply_comments(con)
-            con.execute("checkpoint")
-            con.execute("use memory")
-            con.execute("detach kuairec")
+            build.publish(con, temp, target)
         finally:
-            con.close()
-        os.replace(temp, target)
+            con.close()  # a no-op once published
     finally:
         for leftover in (temp, temp.with_name(temp.name + ".wal")):
             leftover.unlink(missing_ok=True)
