@@ -339,7 +339,7 @@ def register_bench(sub) -> None:
     p.add_argument(
         "--scale",
         dest="scales",
-        type=_float_list,
+        type=_scale_list,
         default=[0.25, 0.5, 1.0],
         metavar="S,S",
         help="demo scales (default 0.25,0.5,1.0)",
@@ -361,7 +361,14 @@ def _float_list(text: str) -> list[float]:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
-    if not values or any(not 0 < v <= 1 for v in values):
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def _scale_list(text: str) -> list[float]:
+    values = _float_list(text)
+    if any(not 0 < v <= 1 for v in values):
         raise argparse.ArgumentTypeError("scales must be in (0, 1]")
     return values
 

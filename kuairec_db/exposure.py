@@ -728,20 +728,8 @@ def _write_info(con, params, info, facts, timings, started_at) -> None:
 # Command line
 
 
-def _float_list(text: str) -> list[float]:
-    import argparse
-
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
-
-
 def register(sub) -> None:
-    from kuairec_db.commands import RAW, _add_db, _int_list, _name_list
+    from kuairec_db.commands import RAW, _add_db, _float_list, _int_list, _name_list
 
     p = sub.add_parser(
         "exposure-study",
