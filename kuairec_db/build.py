@@ -8,6 +8,7 @@ killed one left behind.
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import fcntl
 import hashlib
@@ -240,18 +241,19 @@ def _csv_view_sql(source: str, path: Path, header: list[str]) -> str:
 
 
 def _file_facts(src: sources.DataSource) -> dict[str, str]:
+    """Size of every input file and SHA-256 of the file as given (KuaiRec.zip for its members)."""
     facts = {}
     seen: dict[Path, str] = {}
     for source, original in src.originals.items():
         if original not in seen:
-            digest = hashlib.md5()
+            digest = hashlib.sha256()
             with open(original, "rb") as fh:
                 while block := fh.read(1 << 22):
                     digest.update(block)
             seen[original] = digest.hexdigest()
         name = SOURCES[source][0]
         facts[f"file.{name}.bytes"] = str(src.files[source].stat().st_size)
-        facts[f"file.{name}.md5"] = seen[original]
+        facts[f"file.{name}.sha256"] = seen[original]
     return facts
 
 
@@ -350,30 +352,58 @@ def apply_comments(con: duckdb.DuckDBPyConnection, catalog_file: Path = stages.C
                 con.execute(f"comment on column {name}.{column} is {quote(text)}")
 
 
-def _run_stage(con, stage: stages.Stage, src: sources.DataSource | None) -> float:
-    """Create the stage's table or view; returns seconds taken."""
+def _run_stage(
+    con, stage: stages.Stage, src: sources.DataSource | None, source: str | None = None
+) -> float:
+    """Create the stage's table or view; returns seconds taken. source: the input file the stage
+    reads (itself or through an ephemeral staging view), to word CSV errors."""
     body = stages.select_body(stage.sql)
     started = time.perf_counter()
+    create = {
+        "table": "create or replace table",
+        "ephemeral": "create or replace temp view",
+    }.get(stage.kind, "create or replace view")
     try:
-        if stage.kind == "table":
-            con.execute(f"create or replace table {stage.name} as {body}")
-        else:
-            con.execute(f"create or replace view {stage.name} as {body}")
+        con.execute(f"{create} {stage.name} as {body}")
     except (duckdb.OutOfMemoryException, duckdb.IOException):
         raise  # resources, not the file's content: build() words these
     except duckdb.Error as exc:
-        source = stage.name.removeprefix("stg_") if stage.name.startswith("stg_") else None
         if src is not None and source in SOURCES:
             raise UserError(csv_error_message(exc, src, source)) from None
         raise
     seconds = time.perf_counter() - started
     if stage.kind == "table":
         n = con.execute(f"select count(*) from {stage.name}").fetchone()[0]
-        if n == 0 and src is not None and stage.name.removeprefix("stg_") in SOURCES:
+        if n == 0 and src is not None and source in SOURCES:
             # check_header saw a data row: zero rows means the reader misread the file.
-            raise UserError(f"{src.display[stage.name[4:]]}: no rows could be read")
+            raise UserError(f"{src.display[source]}: no rows could be read")
         log.info("  %-28s table %12s rows %6.1f s", stage.name, f"{n:,}", seconds)
     return seconds
+
+
+def _reads_files(stage: stages.Stage, by_name: dict[str, stages.Stage]) -> bool:
+    """Whether building the stage parses input files (itself staging, or reading staging
+    through relations that are not stored)."""
+    if stage.name.startswith("stg_"):
+        return True
+    return any(
+        _reads_files(by_name[d], by_name)
+        for d in stages.dependencies(stage, set(by_name))
+        if by_name[d].kind in ("ephemeral", "early_view")
+    )
+
+
+def source_read(stage: stages.Stage, by_name: dict[str, stages.Stage]) -> str | None:
+    """The input file (SOURCES key) a stage parses: its own when it is staging, or the one of
+    the single ephemeral staging view it reads."""
+    if stage.name.startswith("stg_"):
+        return stage.name[4:]
+    read = [
+        d[4:]
+        for d in stages.dependencies(stage, set(by_name))
+        if d.startswith("stg_") and by_name[d].kind == "ephemeral"
+    ]
+    return read[0] if len(read) == 1 else None
 
 
 def run_audits(con, audit_stages: list[stages.Stage]) -> None:
@@ -434,7 +464,7 @@ def needed_tables(all_stages: list[stages.Stage], models: list[hooks.Model]) -> 
     by_name = {s.name: s for s in all_stages}
     known = set(by_name)
     chosen = {m.name for m in models}
-    used = [s.name for s in all_stages if s.kind in ("view", "audit")]
+    used = [s.name for s in all_stages if s.kind not in stages.TABLE_PHASE]
     for model in models:
         used += sorted(model_dependencies(model, known))
     unused = []
@@ -442,7 +472,9 @@ def needed_tables(all_stages: list[stages.Stage], models: list[hooks.Model]) -> 
         if model.name not in chosen:
             unused += sorted(model_dependencies(model, known))
     only_for_others = _closure(unused, by_name) - _closure(used, by_name)
-    return {s.name for s in all_stages if s.kind == "table" and s.name not in only_for_others}
+    return {
+        s.name for s in all_stages if s.kind in stages.TABLE_PHASE and s.name not in only_for_others
+    }
 
 
 def plan_fingerprints(
@@ -452,19 +484,19 @@ def plan_fingerprints(
     params: BuildParams,
     input_fingerprints: dict[str, str],
 ) -> dict[str, str]:
-    """A fingerprint per table stage and per model (key ``model:NAME``).
+    """A fingerprint per stage built before the models and per model (key ``model:NAME``).
 
-    A table's fingerprint covers its SQL, the build variables it reads, the fingerprints of the
+    A stage's fingerprint covers its SQL, the build variables it reads, the fingerprints of the
     relations it names and, for staging, its input file and the code that reads files.
     """
     variables = params.sql_variables()
-    known = {s.name for s in all_stages if s.kind == "table"}
+    known = {s.name for s in all_stages if s.kind in stages.TABLE_PHASE}
     reader_code = _code_digest([_PACKAGE_DIR / n for n in ("build.py", "sources.py", "schema.py")])
     model_code = _code_digest([_PACKAGE_DIR / "hooks.py", *stages.RANKING_DIR.glob("*.sql")])
     needed = needed_tables(all_stages, models)
     fps: dict[str, str] = {}
     for stage in all_stages:
-        if stage.kind != "table" or stage.name not in needed:
+        if stage.name not in needed:
             continue
         parts = [stage.kind, stage.sql, duckdb.__version__]
         parts += [f"{d}={fps[d]}" for d in sorted(stages.dependencies(stage, known))]
@@ -570,22 +602,28 @@ def build(params: BuildParams) -> BuildResult:
                 "select table_name from duckdb_tables() where database_name = 'kuairec'"
             ).fetchall()
         }
-        table_stages = [s for s in all_stages if s.kind == "table" and s.name in fps]
+        table_stages = [s for s in all_stages if s.kind in stages.TABLE_PHASE and s.name in fps]
         stale = {
             s.name
             for s in table_stages
-            if previous.get(s.name) != fps[s.name] or s.name not in existing
+            if s.kind == "table" and (previous.get(s.name) != fps[s.name] or s.name not in existing)
         }
+        by_name = {s.name: s for s in all_stages}
+        reads_files = {name for name in stale if _reads_files(by_name[name], by_name)}
         timings: dict[str, float] = {}
 
         src = None
+        hashing = None
         files_info: dict[str, str] = {}
-        if any(name.startswith("stg_") for name in stale):
+        if reads_files:
             src = _resolve_data(params, work)
             headers, bare_crs = sources.prepare(src, work)
             for source, header in headers.items():
                 con.execute(_csv_view_sql(source, src.files[source], header))
-            files_info = _file_facts(src)
+            # hashing (hashlib releases the GIL) runs beside the first SQL stages
+            pool = concurrent.futures.ThreadPoolExecutor(1)
+            hashing = pool.submit(_file_facts, src)
+            pool.shutdown(wait=False)
             for source, n in bare_crs.items():
                 files_info[f"file.{SOURCES[source][0]}.bare_carriage_returns"] = str(n)
         elif previous:
@@ -595,9 +633,13 @@ def build(params: BuildParams) -> BuildResult:
 
         log.info("loading and preparing (%s)", location)
         for stage in table_stages:
-            if stage.name in stale:
-                timings[stage.name] = _run_stage(con, stage, src)
-        kept = len(table_stages) - len(stale)
+            if stage.name in stale or stage.kind == "early_view":
+                timings[stage.name] = _run_stage(con, stage, src, source_read(stage, by_name))
+            elif stage.kind == "ephemeral" and src is not None:
+                _run_stage(con, stage, src, source_read(stage, by_name))
+        if hashing is not None:
+            files_info.update(hashing.result())
+        kept = len([s for s in table_stages if s.kind == "table"]) - len(stale)
         if kept:
             log.info("  %d tables unchanged since the last build", kept)
 
@@ -620,7 +662,7 @@ def build(params: BuildParams) -> BuildResult:
         # The database holds what this build makes: tables of removed stages and results that
         # exposure-study computed on the previous build would be stale. tuning_trials stays:
         # it documents where the settings file came from.
-        keep = {s.name for s in all_stages if s.kind == "view" or s.name in fps}
+        keep = {s.name for s in all_stages if s.kind in ("view", "early_view") or s.name in fps}
         keep |= set(stages.CONTRACT_TABLES)
         keep |= {"build_info", FINGERPRINT_TABLE, "tuning_trials"}  # trials explain the settings
         for name, kind in con.execute(

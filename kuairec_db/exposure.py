@@ -554,7 +554,8 @@ def temporal_split(con, params: StudyParams, info: dict[str, str], threads: int)
         "where event_at < getvariable('temporal_cutoff') or event_at is null"
     )
     all_stages = stages.ordered(stages.discover())
-    tables = {s.name: s for s in all_stages if s.kind == "table"}
+    # relations built before the models (int_train_events itself is a view)
+    tables = {s.name: s for s in all_stages if s.kind in ("table", "early_view")}
     deps = {name: stages.dependencies(s, set(tables)) for name, s in tables.items()}
     needed = {"int_label_buckets", "int_user_index", "int_train_interactions"}
     for model in models:

@@ -17,6 +17,10 @@ CATALOG_FILE = SQL_DIR / "catalog.toml"
 SETTINGS_FILE = MODELS_DIR / "settings.toml"  # model settings chosen by `tune`
 
 # folder -> materialisation. Tables are built before the models run, views after them.
+# A file in a table folder may say otherwise on a line of its own:
+#   -- materialized: view       a view built with the tables (cheap relations read by a few)
+#   -- materialized: ephemeral  a temp view of the build only, never stored (staging the big
+#                               CSVs: the tables that read it type and deduplicate in one pass)
 FOLDERS = {
     "staging": "table",
     "intermediate": "table",
@@ -25,6 +29,8 @@ FOLDERS = {
     "eval": "view",
     "audits": "audit",
 }
+TABLE_PHASE = ("table", "early_view", "ephemeral")  # kinds built before the models run
+_MATERIALIZED = re.compile(r"^-- materialized: (\w+)[ \t]*$", re.M)
 RANKING_DIR = SQL_DIR / "ranking"  # per-model templates, run once per model
 
 # Relations the runner creates (the models fill them), so SQL files may depend on them.
@@ -40,8 +46,13 @@ CONTRACT_TABLES = {
 @dataclass(frozen=True)
 class Stage:
     name: str
-    kind: str  # table, view or audit
+    kind: str  # table, early_view, ephemeral (built before the models), view or audit
     path: Path
+
+    @property
+    def stored(self) -> bool:
+        """Whether the relation is in the database file (ephemeral ones live in the build)."""
+        return self.kind != "ephemeral"
 
     @property
     def sql(self) -> str:
@@ -63,12 +74,25 @@ def discover(sql_dir: Path = SQL_DIR) -> list[Stage]:
     stages = []
     for folder, kind in FOLDERS.items():
         for path in sorted((sql_dir / folder).glob("*.sql")):
-            stages.append(Stage(path.stem, kind, path))
+            stages.append(Stage(path.stem, _kind(path, kind), path))
     names = [s.name for s in stages]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
         raise ValueError(f"two SQL files define {', '.join(sorted(duplicates))}")
     return stages
+
+
+def _kind(path: Path, folder_kind: str) -> str:
+    found = _MATERIALIZED.search(path.read_text(encoding="utf-8"))
+    if found is None:
+        return folder_kind
+    wanted = found.group(1)
+    if folder_kind != "table" or wanted not in ("table", "view", "ephemeral"):
+        raise ValueError(
+            f"{path.name}: 'materialized: {wanted}' is allowed only in staging, intermediate and "
+            "features, as table, view or ephemeral"
+        )
+    return "early_view" if wanted == "view" else wanted
 
 
 def dependencies(stage: Stage, known: set[str]) -> set[str]:
@@ -96,10 +120,19 @@ def ordered(stages: list[Stage]) -> list[Stage]:
         placed.add(first.name)
         pending.remove(first)
     for s in done:
-        if s.kind == "table":
-            views = [d for d in deps[s.name] if by_name[d].kind != "table"]
-            if views:
-                raise ValueError(f"table {s.name} depends on view(s) {', '.join(views)}")
+        if s.kind in TABLE_PHASE:
+            late = [d for d in deps[s.name] if by_name[d].kind not in TABLE_PHASE]
+            if late:
+                raise ValueError(
+                    f"{s.name} is built before the models but reads {', '.join(late)}, "
+                    "built after them"
+                )
+        if s.kind != "ephemeral" and s.kind not in ("table", "audit"):
+            temp = [d for d in deps[s.name] if by_name[d].kind == "ephemeral"]
+            if temp:
+                raise ValueError(
+                    f"view {s.name} reads {', '.join(temp)}, which is not stored in the database"
+                )
     return done
 
 

@@ -76,7 +76,7 @@ def test_build_without_data_uses_the_demo_loudly(tmp_path):
     assert info["data_kind"] == "synthetic_demo"
     assert info["storage_version"] == "v1.0.0"
     assert info["param.top_n"] == "100"
-    assert "file.big_matrix.csv.md5" in info
+    assert "file.big_matrix.csv.sha256" in info
 
 
 def test_public_contract_exists_and_is_documented(db_con):
@@ -104,7 +104,7 @@ def test_recommendations_contract(db_con):
     assert n_models >= 2
     assert (
         n_users
-        == db_con.execute("select count(distinct user_id) from stg_big_matrix").fetchone()[0]
+        == db_con.execute("select count(distinct user_id) from int_big_matrix_events").fetchone()[0]
     )
     # every user gets exactly top_n ranks 1..N, no training video among them
     bad = db_con.execute("""
@@ -237,7 +237,8 @@ def test_build_from_zip_and_found_without_data_flag(tmp_path, demo_dir):
     info = dict(con.execute("select key, value from build_info").fetchall())
     assert info["data_kind"] == "kuairec_files"
     assert info["data_location"].endswith("KuaiRec.zip")
-    assert info["file.big_matrix.csv.md5"] == md5(tmp_path / "KuaiRec.zip")
+    digest = hashlib.sha256((tmp_path / "KuaiRec.zip").read_bytes()).hexdigest()
+    assert info["file.big_matrix.csv.sha256"] == digest
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         ".kuairec.duckdb.lock",
         "KuaiRec.zip",

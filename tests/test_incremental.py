@@ -81,7 +81,7 @@ def test_a_changed_input_file_recomputes_what_depends_on_it(fresh):
     result = build(data, db, "--models", "popularity,als")
     done = recomputed(result.stderr)
     assert {"stg_caption_category", "int_item_index", "feat_video_content"} <= done
-    assert "stg_big_matrix" not in done and "int_big_matrix_events" not in done
+    assert "int_big_matrix_events" not in done and "int_train_interactions" not in done
     # the catalogue grew, so the item index and every model that uses it are redone
     assert {"model:als", "model:popularity"} <= done
     con = duckdb.connect(str(db), read_only=True)
@@ -97,7 +97,12 @@ def test_force_rebuilds_everything(fresh):
     data, db = fresh
     result = build(data, db, "--models", "popularity,als", "--force")
     done = recomputed(result.stderr)
-    assert {"stg_big_matrix", "int_train_interactions", "model:als", "model:popularity"} <= done
+    assert {
+        "int_big_matrix_events",
+        "int_train_interactions",
+        "model:als",
+        "model:popularity",
+    } <= done
 
 
 def test_models_subset_builds_only_the_tables_those_models_need(fresh):
@@ -111,4 +116,6 @@ def test_models_subset_builds_only_the_tables_those_models_need(fresh):
     result = build(data, db, "--models", "popularity,als,sequence")
     assert "feat_video_transitions" in recomputed(result.stderr)
     assert "model:sequence" in recomputed(result.stderr)
-    assert not {"model:als", "model:popularity", "stg_big_matrix"} & recomputed(result.stderr)
+    assert not {"model:als", "model:popularity", "int_big_matrix_events"} & recomputed(
+        result.stderr
+    )

@@ -52,7 +52,8 @@ def test_values_survive_the_trip(tiny_db):
     ).fetchall() == [("(0,10]", None)]
     assert (
         con.execute(
-            "select log_date, event_at from stg_small_matrix where user_id = 0 and video_id = 15"
+            "select log_date, event_at from int_small_matrix_events "
+            "where user_id = 0 and video_id = 15"
         )
         .fetchall()[0][0]
         .isoformat()

@@ -62,7 +62,7 @@ def load_world(
         "user_id, video_id, video_duration_ms, event_unix_s, event_at, watch_ratio",
         events,
     )
-    make_input(con, "stg_big_matrix", "user_id, video_id", [(u, v) for u, v, *_ in views])
+    make_input(con, "int_big_matrix_events", "user_id, video_id", [(u, v) for u, v, *_ in views])
     make_input(con, "int_label_buckets", BUCKETS, [(1, 1_000, None, len(views), THRESHOLD)])
     make_input(
         con, "int_item_index", "video_id, item_index", [(v, i) for i, v in enumerate(videos)]

@@ -20,10 +20,18 @@ import pytest
 
 from kuairec_db.build import BuildParams
 from kuairec_db.schema import CR_PLACEHOLDER, SOURCES
-from kuairec_db.stages import MODELS_DIR, RANKING_DIR, SQL_DIR, discover, ordered, select_body
+from kuairec_db.stages import (
+    MODELS_DIR,
+    RANKING_DIR,
+    SQL_DIR,
+    TABLE_PHASE,
+    discover,
+    ordered,
+    select_body,
+)
 
 STG_VIEWS = (
-    "user_id, video_id, play_duration_ms, video_duration_ms, event_at, log_date, event_unix_s, "
+    "user_id, video_id, play_duration_ms, video_duration_ms, event_at, log_yyyymmdd, event_unix_s, "
     "watch_ratio"
 )
 EVENT_FIELDS = (
@@ -63,8 +71,11 @@ def run_stage(
 
 
 def materialise(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Create the stage as a table, as the build does for staging and intermediate files."""
-    con.execute(f"create or replace table {name} as {stage_body(name)}")
+    """Create the stage as the build does before the models run: a table, or a view for files
+    marked 'materialized: view' or 'ephemeral'."""
+    kind = next(s.kind for s in discover() if s.name == name)
+    relation = "table" if kind == "table" else "view"
+    con.execute(f"create or replace {relation} {name} as {stage_body(name)}")
 
 
 def make_table(con: duckdb.DuckDBPyConnection, name: str, columns: str, rows: list[tuple]) -> None:
@@ -78,7 +89,7 @@ def make_table(con: duckdb.DuckDBPyConnection, name: str, columns: str, rows: li
 def build_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Materialise every table stage in dependency order (from the src_* tables)."""
     for stage in ordered(discover()):
-        if stage.kind == "table":
+        if stage.kind in TABLE_PHASE:
             materialise(con, stage.name)
 
 
@@ -183,11 +194,12 @@ def test_stg_matrix_casts_and_dates(con, source):
     assert_rows(
         rows,
         [
-            (14, 148, 4381, 6067, datetime(2020, 7, 5, 5, 27, 48, 378000), D5, 1593898068.378,
-             0.722103),
-            (14, 183, 100, 6100, datetime(2020, 7, 6, 23, 59, 59), D6, 1594051199.0, 0.016393),
-            (14, 183, 11635, 6100, datetime(2020, 7, 5, 5, 28, 0, 57000), D5, 1593898080.057,
-             1.907377),
+            (14, 148, 4381, 6067, datetime(2020, 7, 5, 5, 27, 48, 378000), 20200705,
+             1593898068.378, 0.722103),
+            (14, 183, 100, 6100, datetime(2020, 7, 6, 23, 59, 59), 20200706, 1594051199.0,
+             0.016393),
+            (14, 183, 11635, 6100, datetime(2020, 7, 5, 5, 28, 0, 57000), 20200705,
+             1593898080.057, 1.907377),
             (19, 148, 7000, 6067, None, None, None, 1.153783),
         ],
     )  # fmt: skip
@@ -198,7 +210,7 @@ def test_stg_matrix_casts_and_dates(con, source):
         ("play_duration_ms", "BIGINT"),
         ("video_duration_ms", "BIGINT"),
         ("event_at", "TIMESTAMP"),
-        ("log_date", "DATE"),
+        ("log_yyyymmdd", "INTEGER"),
         ("event_unix_s", "DOUBLE"),
         ("watch_ratio", "DOUBLE"),
     ]
@@ -245,11 +257,13 @@ def test_matrix_events_drop_exact_duplicates_and_keep_rewatches(con, matrix):
         f"stg_{matrix}",
         STG_VIEWS,
         [
-            (1, 10, 5000, 10000, t0, D5, 100.0, 0.5),
-            (1, 10, 5000, 10000, t0, D6, 100.0, 0.5),  # the same event filed under 07-06
-            (1, 10, 5000, 10000, t0, D5, 100.0, 0.5),  # and once more under 07-05
-            (1, 10, 3000, 10000, t1, D6, 200.0, 0.3),  # a re-watch: another timestamp
-            (2, 10, 5000, 10000, t0, D5, 100.0, 0.5),  # the same fields, another user
+            (1, 10, 5000, 10000, t0, 20200705, 100.0, 0.5),
+            (1, 10, 5000, 10000, t0, 20200706, 100.0, 0.5),  # the same event filed under 07-06
+            (1, 10, 5000, 10000, t0, 20200705, 100.0, 0.5),  # and once more under 07-05
+            (1, 10, 3000, 10000, t1, 20200706, 200.0, 0.3),  # a re-watch: another timestamp
+            (2, 10, 5000, 10000, t0, 20200705, 100.0, 0.5),  # the same fields, another user
+            (3, 10, 5000, 10000, t0, 20200231, 100.0, 0.5),  # no such date: null
+            (3, 11, 5000, 10000, t0, None, 100.0, 0.5),  # an empty date: null
         ],
     )
     rows = run_stage(con, f"int_{matrix}_events", EVENT_FIELDS)
@@ -259,6 +273,8 @@ def test_matrix_events_drop_exact_duplicates_and_keep_rewatches(con, matrix):
             (1, 10, 3000, 10000, 200.0, 0.3, t1, D6, 1, D6),
             (1, 10, 5000, 10000, 100.0, 0.5, t0, D5, 3, D6),
             (2, 10, 5000, 10000, 100.0, 0.5, t0, D5, 1, D5),
+            (3, 10, 5000, 10000, 100.0, 0.5, t0, None, 1, None),
+            (3, 11, 5000, 10000, 100.0, 0.5, t0, None, 1, None),
         ],
     )
 
@@ -324,18 +340,16 @@ def test_train_interactions_aggregate_and_confidence(con, alpha, cap, capped_sum
     rows = run_stage(
         con,
         "int_train_interactions",
-        "user_id, video_id, n_views, max_watch_ratio, mean_watch_ratio, "
-        "capped_watch_ratio_sum, first_view_at, last_view_at, confidence",
+        "user_id, video_id, n_views, max_watch_ratio, capped_watch_ratio_sum, last_view_at, "
+        "confidence",
     )
     # confidence = 1 + alpha * ln(1 + capped sum)
     assert_rows(
         rows,
         [
-            (1, 10, 2, 1.5, 1.0, capped_sums[1, 10], t1, t3,
-             1 + alpha * math.log(1 + capped_sums[1, 10])),
-            (1, 11, 1, -0.2, -0.2, 0.0, t2, t2, 1.0),
-            (2, 10, 3, 500.0, 172.0, capped_sums[2, 10], t1, t4,
-             1 + alpha * math.log(1 + capped_sums[2, 10])),
+            (1, 10, 2, 1.5, capped_sums[1, 10], t3, 1 + alpha * math.log(1 + capped_sums[1, 10])),
+            (1, 11, 1, -0.2, 0.0, t2, 1.0),
+            (2, 10, 3, 500.0, capped_sums[2, 10], t4, 1 + alpha * math.log(1 + capped_sums[2, 10])),
         ],
     )  # fmt: skip
     # the defaults written out: 1 + 2 ln 3 and 1 + 2 ln 15
@@ -636,7 +650,7 @@ def _reconcile(rows: list[tuple]) -> dict[str, tuple[int, int, int]]:
     return {source: tuple(t) for source, t in out.items()}
 
 
-def test_data_quality_reconciles_in_the_built_database(db_con):
+def test_data_quality_reconciles_in_the_built_database(db_con, demo_dir):
     rows = db_con.execute("select source, step, role, n_rows from data_quality").fetchall()
     assert {r[2] for r in rows} <= {"read", "kept", "drop", "note"}
     assert {r[0] for r in rows} == {file for file, _ in SOURCES.values()}
@@ -646,11 +660,14 @@ def test_data_quality_reconciles_in_the_built_database(db_con):
     assert all(n >= 0 for _, _, role, n in rows if role == "drop")
     for source, (read, kept, dropped) in _reconcile(rows).items():
         assert read == kept + dropped, source
-    counts = dict(
+    # data lines of the CSV files (the demo writes no quoted newlines in them)
+    lines = {
+        f"{name}_read": sum(1 for _ in open(demo_dir / f"{name}_matrix.csv", "rb")) - 1
+        for name in ("big", "small")
+    }
+    counts = lines | dict(
         db_con.execute(
-            "select 'big_read', count(*) from stg_big_matrix "
-            "union all select 'big_kept', count(*) from int_train_events "
-            "union all select 'small_read', count(*) from stg_small_matrix "
+            "select 'big_kept', count(*) from int_train_events "
             "union all select 'small_kept', count(*) from int_small_matrix_events"
         ).fetchall()
     )

@@ -15,12 +15,12 @@ captions as (
     select * from stg_caption_category
 ),
 
-big_views as (
-    select * from stg_big_matrix
+big_events as (
+    select * from int_big_matrix_events
 ),
 
-small_views as (
-    select * from stg_small_matrix
+small_events as (
+    select * from int_small_matrix_events
 ),
 
 daily as (
@@ -35,12 +35,12 @@ durations as (
         select
             video_id,
             video_duration_ms
-        from big_views
+        from big_events
         union all
         select
             video_id,
             video_duration_ms
-        from small_views
+        from small_events
         union all
         select
             video_id,

@@ -14,6 +14,18 @@ train_events as (
     select * from int_train_events
 ),
 
+train_pairs as (
+    select * from int_train_interactions
+),
+
+users_per_video as (
+    select
+        video_id,
+        count(*) as n_users
+    from train_pairs
+    group by all
+),
+
 global_mean as (
     select avg(watch_ratio::decimal(18, 9))::double as mean_watch_ratio from train_events
 ),
@@ -22,7 +34,6 @@ per_video as (
     select
         video_id,
         count(*) as n_views,
-        count(distinct user_id) as n_users,
         sum(watch_ratio::decimal(18, 9))::double as watch_ratio_sum,
         avg(watch_ratio::decimal(18, 9))::double as mean_watch_ratio,
         avg((watch_ratio >= 1)::integer) as completion_rate,
@@ -35,7 +46,7 @@ final as (
     select
         videos.video_id,
         coalesce(per_video.n_views, 0) as n_views,
-        coalesce(per_video.n_users, 0) as n_users,
+        coalesce(users_per_video.n_users, 0) as n_users,
         per_video.mean_watch_ratio,
         per_video.completion_rate,
         (
@@ -45,10 +56,11 @@ final as (
         / (coalesce(per_video.n_views, 0) + getvariable('popularity_prior_views'))
             as smoothed_watch_ratio,
         per_video.video_duration_ms,
-        percent_rank() over (order by coalesce(per_video.n_users, 0)) as popularity_percentile
+        percent_rank() over (order by coalesce(users_per_video.n_users, 0)) as popularity_percentile
     from videos
     cross join global_mean
     left join per_video on videos.video_id = per_video.video_id
+    left join users_per_video on videos.video_id = users_per_video.video_id
 )
 
 select * from final

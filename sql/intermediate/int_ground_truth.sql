@@ -30,16 +30,31 @@ first_bucket as (
     select min(duration_bucket) as duration_bucket from buckets
 ),
 
-pair_buckets as (
+-- the bucket of each distinct duration (a few thousand), then of each pair by equality
+durations as (
+    select distinct video_duration_ms from pairs
+),
+
+duration_buckets as (
     select
-        pairs.user_id,
-        pairs.video_id,
-        coalesce(max(buckets.duration_bucket), any_value(first_bucket.duration_bucket))
-            as duration_bucket
-    from pairs
-    cross join first_bucket
-    left join buckets on pairs.video_duration_ms >= buckets.from_duration_ms
+        durations.video_duration_ms,
+        max(buckets.duration_bucket) as duration_bucket
+    from durations
+    inner join buckets on durations.video_duration_ms >= buckets.from_duration_ms
     group by all
+),
+
+user_splits as (
+    select
+        user_id,
+        case
+            when
+                ('0x' || left(md5(user_id::varchar), 8))::bigint % 100
+                < getvariable('tune_percent')
+                then 'tune'
+            else 'test'
+        end as split
+    from (select distinct user_id from pairs) as users
 ),
 
 final as (
@@ -54,17 +69,15 @@ final as (
             else buckets.ratio_threshold
         end as relevance_threshold,
         coalesce(pairs.watch_ratio > relevance_threshold, false) as is_relevant,
-        case
-            when
-                ('0x' || left(md5(pairs.user_id::varchar), 8))::bigint % 100
-                < getvariable('tune_percent')
-                then 'tune'
-            else 'test'
-        end as split
+        user_splits.split
     from pairs
-    inner join pair_buckets
-        on pairs.user_id = pair_buckets.user_id and pairs.video_id = pair_buckets.video_id
-    left join buckets on pair_buckets.duration_bucket = buckets.duration_bucket
+    cross join first_bucket
+    inner join user_splits on pairs.user_id = user_splits.user_id
+    left join duration_buckets on pairs.video_duration_ms = duration_buckets.video_duration_ms
+    left join buckets
+        on
+            coalesce(duration_buckets.duration_bucket, first_bucket.duration_bucket)
+            = buckets.duration_bucket
 )
 
 select * from final

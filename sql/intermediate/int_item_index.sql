@@ -10,12 +10,12 @@ captions as (
     select * from stg_caption_category
 ),
 
-big_views as (
-    select * from stg_big_matrix
+big_events as (
+    select * from int_big_matrix_events
 ),
 
-small_views as (
-    select * from stg_small_matrix
+small_events as (
+    select * from int_small_matrix_events
 ),
 
 videos as (
@@ -23,9 +23,9 @@ videos as (
     union
     select video_id from captions
     union
-    select video_id from big_views
+    select video_id from big_events
     union
-    select video_id from small_views
+    select video_id from small_events
 ),
 
 final as (

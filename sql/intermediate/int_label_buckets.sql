@@ -37,6 +37,21 @@ bounds as (
     where from_duration_ms is not null
 ),
 
+-- the bucket of each distinct duration (a few thousand), then of each view by equality
+duration_buckets as (
+    select
+        durations.video_duration_ms,
+        bounds.duration_bucket
+    from (select distinct video_duration_ms from train_events) as durations
+    inner join bounds
+        on
+            durations.video_duration_ms >= bounds.from_duration_ms
+            and (
+                bounds.to_duration_ms is null
+                or durations.video_duration_ms < bounds.to_duration_ms
+            )
+),
+
 final as (
     select
         bounds.duration_bucket,
@@ -45,14 +60,10 @@ final as (
         count(*) as n_train_views,
         quantile_cont(train_events.watch_ratio, getvariable('label_quantile'))
             as ratio_threshold
-    from bounds
-    inner join train_events
-        on
-            bounds.from_duration_ms <= train_events.video_duration_ms
-            and (
-                bounds.to_duration_ms is null
-                or bounds.to_duration_ms > train_events.video_duration_ms
-            )
+    from train_events
+    inner join duration_buckets
+        on train_events.video_duration_ms = duration_buckets.video_duration_ms
+    inner join bounds on duration_buckets.duration_bucket = bounds.duration_bucket
     group by all
     order by bounds.duration_bucket
 )

@@ -1,4 +1,6 @@
 -- int_train_events: one row per training view event: the deduplicated big matrix minus leak pairs.
+-- materialized: view
+-- A view: stored, it would copy int_big_matrix_events (leak pairs are none on KuaiRec).
 with
 
 big_events as (

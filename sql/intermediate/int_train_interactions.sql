@@ -15,10 +15,8 @@ final as (
         video_id,
         count(*) as n_views,
         max(watch_ratio) as max_watch_ratio,
-        avg(watch_ratio::decimal(18, 9))::double as mean_watch_ratio,
         sum(least(greatest(watch_ratio, 0), getvariable('watch_ratio_cap'))::decimal(18, 9))
         ::double as capped_watch_ratio_sum,
-        min(event_at) as first_view_at,
         max(event_at) as last_view_at,
         1 + getvariable('confidence_alpha') * ln(1 + capped_watch_ratio_sum) as confidence
     from train_events

@@ -2,8 +2,8 @@
 -- Python models use for their matrices (mapped back to user_id in SQL, never by list position).
 with
 
-big_views as (
-    select * from stg_big_matrix
+big_events as (
+    select * from int_big_matrix_events
 ),
 
 train_pairs as (
@@ -11,7 +11,7 @@ train_pairs as (
 ),
 
 users as (
-    select distinct user_id from big_views
+    select distinct user_id from big_events
 ),
 
 train_counts as (

@@ -3,8 +3,6 @@
 -- 'note' rows are counts worth knowing that take no part in that sum.
 with
 
-big_views as (select * from stg_big_matrix),
-
 big_events as (select * from int_big_matrix_events),
 
 train_events as (select * from int_train_events),
@@ -12,8 +10,6 @@ train_events as (select * from int_train_events),
 train_pairs as (select * from int_train_interactions),
 
 leak_pairs as (select * from int_leak_pairs),
-
-small_views as (select * from stg_small_matrix),
 
 small_events as (select * from int_small_matrix_events),
 
@@ -39,7 +35,7 @@ user_relevance as (
 
 counts as (
     select
-        (select count(*) from big_views) as big_read,
+        (select sum(n_log_rows)::bigint from big_events) as big_read,
         (select count(*) from big_events) as big_events,
         (select count(*) from train_events) as big_kept,
         (select count(*) from leak_pairs) as big_leak_pairs,
@@ -49,14 +45,14 @@ counts as (
             where n_views > 1
         ) as big_rewatched,
         (
-            select count(*) from big_views
+            select coalesce(sum(n_log_rows), 0)::bigint from big_events
             where event_unix_s is null
         ) as big_no_timestamp,
         (
             select count(*) from big_events
             where last_log_date > log_date
         ) as big_two_dates,
-        (select count(*) from small_views) as small_read,
+        (select sum(n_log_rows)::bigint from small_events) as small_read,
         (select count(*) from small_events) as small_kept,
         (select count(*) from ground_truth) as small_pairs,
         (
@@ -64,7 +60,7 @@ counts as (
             from ground_truth
         ) as small_blocked,
         (
-            select count(*) from small_views
+            select coalesce(sum(n_log_rows), 0)::bigint from small_events
             where event_unix_s is null
         ) as small_no_timestamp,
         (

@@ -1,5 +1,8 @@
 -- stg_big_matrix: one row per data line of big_matrix.csv (duplicates included), typed.
--- time, date and timestamp are empty on some small-matrix rows: they stay null.
+-- materialized: ephemeral
+-- Not stored: int_big_matrix_events types and deduplicates the file in one pass.
+-- log_yyyymmdd is the date column as the integer it holds (20200705); time, date and timestamp
+-- are empty on some small-matrix rows: they stay null.
 with
 
 source as (
@@ -13,7 +16,7 @@ final as (
         play_duration::bigint as play_duration_ms,
         video_duration::bigint as video_duration_ms,
         time as event_at,
-        try_strptime(date::bigint::varchar, '%Y%m%d')::date as log_date,
+        date::integer as log_yyyymmdd,
         timestamp as event_unix_s,
         watch_ratio
     from source
