@@ -33,6 +33,10 @@ from kuairec_db.schema import SOURCES
 
 log = logging.getLogger(__name__)
 
+# DuckDB's memory for the build unless --memory-limit says otherwise: the SQL stages and the
+# lean models fit in it (spilling to the work folder); a model that needs more declares it
+# (hooks.Model.memory_limit) and gets it while it runs.
+PIPELINE_MEMORY_LIMIT = "1GB"
 STORAGE_VERSION = "v1.0.0"  # readable by DuckDB 1.0 and later (BI tools, duckdb-cli 1.5)
 LABELS = ("debiased", "ratio")
 
@@ -570,6 +574,7 @@ def build(params: BuildParams) -> BuildResult:
 
     lock = acquire_lock(target)
     con = None
+    memory_in_use = _memory_limit(params)
     temp_db, work = _temp_paths(target)
     try:
         for path in remove_leftovers(target):
@@ -656,9 +661,18 @@ def build(params: BuildParams) -> BuildResult:
             if previous.get(key) == fps[key]:
                 log.info("  model %s: unchanged, kept", model.name)
                 continue
+            # a model that needs more memory than the pipeline says so, unless the user chose
+            wanted = None if params.memory_limit else model.memory_limit
+            if wanted:
+                memory_in_use = f"{wanted}, asked for by model {model.name}"
+                con.execute(f"set memory_limit = '{wanted}'")
+                log.info("  model %s: DuckDB memory limit %s (its own)", model.name, wanted)
             model_timings[model.name] = hooks.run_model(
                 con, model, model_settings[model.name], params.top_n, params.threads, params.seed
             )
+            if wanted:
+                con.execute(f"set memory_limit = '{_memory_limit(params)}'")
+                memory_in_use = _memory_limit(params)
         # The database holds what this build makes: tables of removed stages and results that
         # exposure-study computed on the previous build would be stale. tuning_trials stays:
         # it documents where the settings file came from.
@@ -700,10 +714,10 @@ def build(params: BuildParams) -> BuildResult:
         con = None
         return BuildResult(target, data_kind, location, time.perf_counter() - started, warnings)
     except duckdb.OutOfMemoryException as exc:
-        limit = params.memory_limit or "DuckDB's default"
         raise UserError(
             f"out of memory while building {target.name} ({_first_line(exc)}); raise "
-            f"--memory-limit (now {limit}) or use fewer --threads; the previous database is intact"
+            f"--memory-limit (now {memory_in_use}) or use fewer --threads; the previous "
+            "database is intact"
         ) from None
     except (duckdb.IOException, OSError) as exc:
         if "No space left" not in str(exc) and getattr(exc, "errno", None) != errno.ENOSPC:
@@ -738,9 +752,12 @@ def _duckdb_config(params: BuildParams, work: Path) -> dict[str, str]:
         "threads": str(params.threads),
         "temp_directory": str(work / "spill"),
     }
-    if params.memory_limit:
-        config["memory_limit"] = params.memory_limit
+    config["memory_limit"] = _memory_limit(params)
     return config
+
+
+def _memory_limit(params: BuildParams) -> str:
+    return params.memory_limit or PIPELINE_MEMORY_LIMIT
 
 
 def publish(con: duckdb.DuckDBPyConnection, temp_db: Path, target: Path) -> None:
@@ -836,6 +853,7 @@ def _build_info(
         if key in ("settings", "db", "data", "config"):
             continue
         info[f"param.{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    info["param.memory_limit"] = _memory_limit(params)
     info["param.db"] = str(params.db)
     info["param.data"] = str(params.data) if params.data else ""
     info["param.config"] = str(settings_file) if settings_file else ""

@@ -398,6 +398,12 @@ def register_demo(sub) -> None:
         help="share of KuaiRec's users and videos (default 0.1; 1.0 = full size)",
     )
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument(
+        "--full-catalogue",
+        action="store_true",
+        help="shrink users only: every user keeps KuaiRec's 10,728 videos and activity, so "
+        "rows grow in proportion to --scale (the bench's data)",
+    )
     p.set_defaults(func=run_demo)
 
 
@@ -407,7 +413,11 @@ def run_demo(args) -> int:
     if not 0 < args.scale <= 1:
         raise UserError("--scale must be in (0, 1]")
     counts = demo.generate(
-        args.out, scale=args.scale, seed=args.seed, progress=lambda msg: log.info("%s", msg)
+        args.out,
+        scale=args.scale,
+        seed=args.seed,
+        progress=lambda msg: log.info("%s", msg),
+        full_catalogue=args.full_catalogue,
     )
     for name, n in counts.items():
         print(f"{args.out / name}: {n:,} rows")

@@ -2,7 +2,9 @@
 
 ``generate(out_dir, scale, seed)`` writes the seven KuaiRec 2.0 CSV files (names and column
 order of ``schema.SOURCES``). Scale 1.0 has the real shape (7,176 users, 10,728 videos, about
-12.5M big-matrix rows, a 1,411 x 3,327 small matrix); row counts grow with scale squared.
+12.5M big-matrix rows, a 1,411 x 3,327 small matrix). Scale shrinks users and videos alike, so
+row counts grow with scale squared; with ``full_catalogue=True`` it shrinks users only (every
+user keeps KuaiRec's activity and catalogue), so row counts grow in proportion to scale.
 
 Planted structure, so that models have something to find:
 
@@ -246,18 +248,20 @@ class _Sizes:
     small_videos: int
     big_rows: int  # target, duplicates included
     scale: float
+    activity: float  # share of KuaiRec's views per user
 
 
-def _sizes(scale: float) -> _Sizes:
+def _sizes(scale: float, full_catalogue: bool = False) -> _Sizes:
     if not (scale > 0 and math.isfinite(scale)):
         raise ValueError(f"scale must be a positive number, got {scale!r}")
+    video_scale = 1.0 if full_catalogue else scale
     users = max(_MIN_USERS, round(_USERS * scale))
-    videos = max(_MIN_VIDEOS, round(_VIDEOS * scale))
+    videos = max(_MIN_VIDEOS, round(_VIDEOS * video_scale))
     small_users = min(users, max(_MIN_SMALL_USERS, round(_SMALL_USERS * scale)))
-    small_videos = min(videos // 2, max(_MIN_SMALL_VIDEOS, round(_SMALL_VIDEOS * scale)))
+    small_videos = min(videos // 2, max(_MIN_SMALL_VIDEOS, round(_SMALL_VIDEOS * video_scale)))
     density = _BIG_ROWS / (_USERS * _VIDEOS)
     big_rows = round(density * users * videos)
-    return _Sizes(users, videos, small_users, small_videos, big_rows, scale)
+    return _Sizes(users, videos, small_users, small_videos, big_rows, scale, video_scale)
 
 
 @dataclass
@@ -321,7 +325,9 @@ def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
         ),
     )
     target_views = sizes.big_rows * (1 - _DUP_SHARE)
-    views = np.maximum(max(3, round(100 * sizes.scale)), np.rint(act / act.sum() * target_views))
+    views = np.maximum(
+        max(3, round(100 * sizes.activity)), np.rint(act / act.sum() * target_views)
+    )
 
     # Videos: main topic, mixed topic vector, length, quality, popularity.
     main_topic = rng.choice(k, size=n_v, p=rng.dirichlet(np.full(k, 6.0)))
@@ -882,12 +888,15 @@ def generate(
     scale: float = 0.1,
     seed: int = 7,
     progress: Callable[[str], None] | None = None,
+    full_catalogue: bool = False,
 ) -> dict[str, int]:
     """Write the seven KuaiRec CSV files of a synthetic data set into out_dir.
 
-    Same (scale, seed) gives byte-identical files. Returns the row count of each file name.
+    full_catalogue: scale shrinks users only (rows grow in proportion to scale; the bench).
+    Same (scale, seed, full_catalogue) gives byte-identical files. Returns the row count of
+    each file name.
     """
-    sizes = _sizes(scale)
+    sizes = _sizes(scale, full_catalogue)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = {source: file for source, (file, _) in SOURCES.items()}

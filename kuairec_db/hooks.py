@@ -60,6 +60,23 @@ class Model:
             return any(re.search(rf"\b{name}\b", text) for name in OTHER_MODELS_OUTPUTS)
         return bool(getattr(load_module(self), "USES_OTHER_MODELS", False))
 
+    @property
+    def memory_limit(self) -> str | None:
+        """The DuckDB memory the model needs beyond the build's default, if it says so: a SQL
+        model by a line ``-- memory_limit: 3GB``, a Python model by ``MEMORY_LIMIT = "3GB"``."""
+        if self.is_sql:
+            found = re.search(
+                r"^-- memory_limit: (\S+)[ \t]*$", self.path.read_text(encoding="utf-8"), re.M
+            )
+            value = found.group(1) if found else None
+        else:
+            value = getattr(load_module(self), "MEMORY_LIMIT", None)
+        if value is not None and not re.fullmatch(
+            r"\d+(\.\d+)?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value
+        ):
+            raise UserError(f"{self.path}: memory_limit {value!r} is not a size like 3GB")
+        return value
+
 
 def discover(models_dir: Path = MODELS_DIR) -> dict[str, Model]:
     found = {}

@@ -15,6 +15,8 @@
 -- reads only the video's few features (list_select), whatever the vocabulary size.
 -- Profile sums run over decimals (9 decimal places) so that parallel aggregation gives the same
 -- bits every build.
+-- At full scale this needs more DuckDB memory than the build's default 1 GB:
+-- memory_limit: 3GB
 with
 
 train_events as (

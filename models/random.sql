@@ -13,6 +13,8 @@
 -- Pairs: every small-matrix user's candidates (int_ground_truth), and every big-matrix user's
 -- top_n unseen videos by score (ties: smaller video_id), found by streaming all (user, video)
 -- pairs through a top-n aggregate (max_by): the 77M pairs of the full data are never stored.
+-- At full scale this needs more DuckDB memory than the build's default 1 GB:
+-- memory_limit: 3GB
 with
 
 users as (

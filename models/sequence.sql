@@ -22,6 +22,8 @@
 -- next_score and backoff_weight are summed over decimal(18, 15) so that parallel aggregation
 -- gives the same bits every build. K, the decay and mu are constants here (not build
 -- parameters yet).
+-- At full scale this needs more DuckDB memory than the build's default 1 GB:
+-- memory_limit: 3GB
 with
 
 train_pairs as (

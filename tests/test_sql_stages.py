@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import random
 from datetime import date, datetime
 from pathlib import Path
 
@@ -566,6 +567,39 @@ def test_recommend_from_item_scores_many_training_videos_still_get_top_n(con):
     lists = {u: [v for uu, _, v in rows if uu == u] for u in training}
     assert lists == {1: [151, 152, 153, 154, 155], 2: [2, 4, 6, 8, 10], 3: [1, 2, 3, 4, 5]}
     assert [r[1] for r in rows] == [1, 2, 3, 4, 5] * 3
+
+
+@pytest.mark.parametrize("top_n", [1, 3, 7])
+def test_recommend_from_item_scores_matches_a_plain_python_ranking(con, top_n):
+    """Random histories around the prefix bound (10 * top_n ranks), scores with ties, a video
+    with no score, against sorting and skipping in Python."""
+    rng = random.Random(top_n)
+    set_variables(con, top_n=top_n)
+    scores = {v: float(rng.randint(0, 15)) for v in range(1, 81)}  # many ties
+    make_table(con, "model_item_scores", "video_id integer, score double", list(scores.items()))
+    order = sorted(scores, key=lambda v: (-scores[v], v))
+    training = {}
+    for user in range(1, 61):
+        # from nothing to every scored video, often most of the global head
+        head = order[: rng.randint(0, 80)]
+        tail = rng.sample(order, rng.randint(0, 20))
+        training[user] = sorted(set(head) | set(tail) | ({999} if user % 7 == 0 else set()))
+    make_input(
+        con,
+        "int_user_index",
+        "user_id, user_index, n_train_videos",
+        [(u, i, len(videos)) for i, (u, videos) in enumerate(training.items())],
+    )
+    make_input(
+        con,
+        "int_train_interactions",
+        "user_id, video_id",
+        [(u, v) for u, videos in training.items() for v in videos],
+    )
+    rows = run_stage(con, "recommend_from_item_scores", "user_id, rank, video_id", "user_id, rank")
+    got = {u: [v for uu, _, v in rows if uu == u] for u in training}
+    want = {u: [v for v in order if v not in seen][:top_n] for u, seen in training.items()}
+    assert got == want
 
 
 def test_evaluate_from_item_scores_ranks_only_the_users_candidates(con):

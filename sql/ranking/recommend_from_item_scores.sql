@@ -1,7 +1,10 @@
 -- recommend_from_item_scores: one row per big-matrix user and rank 1 .. top_n, for a model that
 -- gives every video one score for all users (model_item_scores). Videos the user has in
--- training are skipped; ties go to the smaller video_id. A user with t training videos only
--- needs the first t + top_n videos of the global order.
+-- training are skipped; ties go to the smaller video_id.
+-- Only a prefix of the global order is ranked per user: with s(R) the user's training videos
+-- among the first R videos, the first R videos hold R - s(R) unseen ones. For M = 10 * top_n,
+-- R = top_n + s(M) <= M gives s(R) <= s(M), so R - s(R) >= top_n: the first R videos are enough.
+-- A user for whom top_n + s(M) > M takes R = n_train_videos + top_n, which is always enough.
 with
 
 item_scores as (
@@ -24,15 +27,55 @@ global_order as (
     from item_scores
 ),
 
-candidates as (
+prefix as (
+    select 10 * getvariable('top_n') as m
+),
+
+-- each training pair at its video's place in the global order
+seen_ranks as (
+    select
+        train_pairs.user_id,
+        global_order.global_rank
+    from train_pairs
+    inner join global_order on train_pairs.video_id = global_order.video_id
+),
+
+limits as (
     select
         users.user_id,
+        case
+            when getvariable('top_n') + count(seen_ranks.global_rank) <= any_value(prefix.m)
+                then getvariable('top_n') + count(seen_ranks.global_rank)
+            else any_value(users.n_train_videos) + getvariable('top_n')
+        end as max_rank
+    from users
+    cross join prefix
+    left join seen_ranks
+        on
+            users.user_id = seen_ranks.user_id
+            and prefix.m >= seen_ranks.global_rank
+    group by users.user_id
+),
+
+candidates as (
+    select
+        limits.user_id,
         global_order.video_id,
         global_order.score,
         global_order.global_rank
-    from users
-    inner join global_order
-        on global_order.global_rank <= users.n_train_videos + getvariable('top_n')
+    from limits
+    inner join global_order on limits.max_rank >= global_order.global_rank
+),
+
+seen_candidates as (
+    select
+        seen_ranks.user_id,
+        seen_ranks.global_rank
+    from seen_ranks
+    inner join limits
+        on
+            seen_ranks.user_id = limits.user_id
+            and seen_ranks.global_rank <= limits.max_rank
 ),
 
 unseen as (
@@ -40,10 +83,10 @@ unseen as (
     from candidates
     where not exists (
         select 1
-        from train_pairs
+        from seen_candidates
         where
-            train_pairs.user_id = candidates.user_id
-            and train_pairs.video_id = candidates.video_id
+            seen_candidates.user_id = candidates.user_id
+            and seen_candidates.global_rank = candidates.global_rank
     )
 ),
 
