@@ -325,9 +325,7 @@ def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
         ),
     )
     target_views = sizes.big_rows * (1 - _DUP_SHARE)
-    views = np.maximum(
-        max(3, round(100 * sizes.activity)), np.rint(act / act.sum() * target_views)
-    )
+    views = np.maximum(max(3, round(100 * sizes.activity)), np.rint(act / act.sum() * target_views))
 
     # Videos: main topic, mixed topic vector, length, quality, popularity.
     main_topic = rng.choice(k, size=n_v, p=rng.dirichlet(np.full(k, 6.0)))
