@@ -144,7 +144,12 @@ def register_build(sub) -> None:
         metavar="N",
         help="threads for DuckDB and the models (default: all cores)",
     )
-    p.add_argument("--memory-limit", metavar="SIZE", help="DuckDB memory limit, e.g. 4GB")
+    p.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="DuckDB memory limit for the whole build, e.g. 4GB (default 1GB, and 3GB while "
+        "a model that asks for it runs: random, content, sequence)",
+    )
     p.add_argument(
         "--config",
         type=Path,
@@ -329,7 +334,8 @@ def register_bench(sub) -> None:
         "bench",
         help="benchmark the build on demo data: time, memory, floor, growth",
         formatter_class=RAW,
-        description="Generates the demo dataset at each scale (1.0 = the real KuaiRec shape), "
+        description="Generates the demo dataset at each scale (users shrink, the catalogue stays "
+        "whole, so rows are the scale's share of KuaiRec's; 1.0 = the real KuaiRec shape), "
         "measures a bare DuckDB scan plus a bare ALS fit (the floor), then the build with "
         "popularity and ALS (wall time, peak RSS, per stage), a no-op rebuild and one user's "
         "lookup. Writes bench.json and bench.md.",
@@ -351,8 +357,18 @@ def register_bench(sub) -> None:
         metavar="DIR",
         help="folder for data, databases and results (default ./bench-out)",
     )
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, metavar="N")
-    p.add_argument("--memory-limit", metavar="SIZE", help="passed to build")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="threads for the floor and the build (default: all cores)",
+    )
+    p.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="passed to build (default: the build's own, 1GB for popularity and ALS)",
+    )
     p.set_defaults(func=run_bench)
 
 

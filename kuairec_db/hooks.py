@@ -2,10 +2,18 @@
 models through a small context object that reads their inputs from DuckDB and writes back.
 
 A SQL model (``models/NAME.sql``) is one SELECT giving either ``video_id, score`` (one score per
-video for every user) or ``user_id, video_id, score``. A Python model (``models/NAME.py``)
-defines ``DEFAULTS`` (its settings) and ``run(ctx: ModelContext) -> None``; it writes scores
-with ``ctx.write_recommendation_scores`` and ``ctx.write_eval_scores`` and, if it has them,
-factors with ``ctx.write_factors``. Both end in ``recommendations`` and ``eval_rankings``.
+video for every user) or ``user_id, video_id, score``. In the second form every row feeds both
+rankings, so the rows must hold, for every big-matrix user, the top-N unseen videos over the
+whole catalogue (and every video tied with the N-th) and, for every small-matrix user, the
+scores of its candidates (int_ground_truth); pairs left out are never ranked.
+
+A Python model (``models/NAME.py``) defines ``DEFAULTS`` (its settings) and
+``run(ctx: ModelContext) -> None``; it writes scores with ``ctx.write_recommendation_scores``
+and ``ctx.write_eval_scores`` and, if it has them, factors with ``ctx.write_factors``. Both end
+in ``recommendations`` and ``eval_rankings``.
+
+A model that needs more DuckDB memory than the build's default says so: a SQL model in a line
+``-- memory_limit: 3GB``, a Python model by ``MEMORY_LIMIT = "3GB"``.
 """
 
 from __future__ import annotations
