@@ -94,7 +94,17 @@ def discover(models_dir: Path = MODELS_DIR) -> dict[str, Model]:
     return found
 
 
+_LOADED: dict[Path, tuple[tuple[int, int], ModuleType]] = {}
+
+
 def load_module(model: Model) -> ModuleType:
+    """The model's module, executed once per version of its file (asked for several times a
+    build: its settings, whether it uses other models, its memory, its run)."""
+    stat = model.path.stat()
+    version = (stat.st_mtime_ns, stat.st_size)
+    cached = _LOADED.get(model.path)
+    if cached and cached[0] == version:
+        return cached[1]
     spec = importlib.util.spec_from_file_location(f"kuairec_db_models.{model.name}", model.path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -102,6 +112,7 @@ def load_module(model: Model) -> ModuleType:
     spec.loader.exec_module(module)
     if not hasattr(module, "run"):
         raise UserError(f"{model.path}: a Python model must define run(ctx)")
+    _LOADED[model.path] = (version, module)
     return module
 
 
