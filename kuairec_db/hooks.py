@@ -251,18 +251,6 @@ class ModelContext:
                 self.con.unregister("model_factor_rows")
 
 
-def top_n_per_row(
-    scores: np.ndarray, n: int, exclude: sp.csr_matrix | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and scores of the n best entries of each row (dense scores)."""
-    scores = np.array(scores, dtype=np.float64, copy=True)
-    if exclude is not None:
-        scores[exclude.nonzero()] = -np.inf
-    n = min(n, scores.shape[1])
-    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    return part, np.take_along_axis(scores, part, axis=1)
-
-
 def run_model(
     con: duckdb.DuckDBPyConnection,
     model: Model,

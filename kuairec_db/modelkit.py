@@ -51,21 +51,23 @@ def top_n_allowed(
     if np.isnan(scores).any():
         raise ValueError("scores contain NaN")
     n = min(n, scores.shape[1])
-    take = np.zeros(scores.shape, dtype=bool)
-    n_allowed = allowed.sum(axis=1)
-    few = n_allowed <= n
-    take[few] = allowed[few]
-    many = np.flatnonzero(~few)
-    if len(many) and n > 0:
-        # Negated with disallowed entries as NaN: NaN sorts after every number, so position
-        # n - 1 holds the n-th best allowed score of rows with more than n allowed entries.
-        part = np.where(allowed[many], -scores[many], np.nan)
-        kth = -np.partition(part, n - 1, axis=1)[:, n - 1 : n]
-        sub_scores, sub_allowed = scores[many], allowed[many]
-        above = sub_allowed & (sub_scores > kth)
-        tied = sub_allowed & (sub_scores == kth)
-        room = n - above.sum(axis=1, keepdims=True)
-        take[many] = above | (tied & (np.cumsum(tied, axis=1) <= room))
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), scores[:0, 0]
+    # Negated with disallowed entries as NaN: NaN sorts after every number, so position n - 1
+    # holds the n-th best allowed score (NaN for a row with fewer than n allowed entries).
+    kth = -np.partition(np.where(allowed, -scores, np.nan), n - 1, axis=1)[:, n - 1 : n]
+    above = allowed & (scores > kth)
+    tied = allowed & (scores == kth)
+    room = n - above.sum(axis=1, keepdims=True)
+    take = above | tied
+    # only rows with more ties at the n-th score than room left need the smaller columns
+    crowded = np.flatnonzero(tied.sum(axis=1, keepdims=True) > room)
+    if len(crowded):
+        sub = tied[crowded]
+        take[crowded] = above[crowded] | (sub & (np.cumsum(sub, axis=1) <= room[crowded]))
+    few = np.flatnonzero(allowed.sum(axis=1) < n)
+    if len(few):
+        take[few] = allowed[few]
     rows, cols = np.nonzero(take)
     return rows, cols, scores[rows, cols]
 

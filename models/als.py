@@ -16,14 +16,13 @@ import time
 
 import numpy as np
 
-from kuairec_db.hooks import ModelContext, top_n_per_row
+from kuairec_db.hooks import ModelContext
+from kuairec_db.modelkit import write_rankings
 
 log = logging.getLogger(__name__)
 
 # The seed notebook's settings.
 DEFAULTS = {"factors": 128, "regularization": 0.15, "iterations": 15}
-
-EVAL_BATCH_USERS = 512
 
 
 def fit(ctx: ModelContext, matrix):
@@ -47,7 +46,6 @@ def fit(ctx: ModelContext, matrix):
 
 def run(ctx: ModelContext) -> None:
     matrix = ctx.training_matrix()
-    n_users, n_items = matrix.shape
     started = time.perf_counter()
     model = fit(ctx, matrix)
     ctx.timings["fit_seconds"] = time.perf_counter() - started
@@ -55,27 +53,5 @@ def run(ctx: ModelContext) -> None:
     item_factors = np.asarray(model.item_factors)
     ctx.write_factors(user_factors, item_factors)
 
-    started = time.perf_counter()
-    if ctx.wants_recommendations:
-        users = np.arange(n_users)
-        ids, scores = model.recommend(
-            users, matrix, N=min(ctx.top_n, n_items), filter_already_liked_items=True
-        )
-        rows = np.repeat(users, ids.shape[1])
-        keep = (ids.ravel() >= 0) & np.isfinite(scores.ravel())
-        ctx.write_recommendation_scores(rows[keep], ids.ravel()[keep], scores.ravel()[keep])
-
-    candidates = ctx.eval_candidates()
-    eval_users = np.flatnonzero(np.diff(candidates.indptr))
-    parts = []
-    for start in range(0, len(eval_users), EVAL_BATCH_USERS):
-        batch = eval_users[start : start + EVAL_BATCH_USERS]
-        mask = candidates[batch]
-        dense = user_factors[batch] @ item_factors.T
-        dense[mask.toarray() == 0] = -np.inf
-        cols, best = top_n_per_row(dense, ctx.top_n)
-        ok = np.isfinite(best)
-        parts.append((np.repeat(batch, cols.shape[1])[ok.ravel()], cols[ok], best[ok]))
-    if parts:
-        ctx.write_eval_scores(*(np.concatenate(p) for p in zip(*parts)))
-    ctx.timings["score_seconds"] = time.perf_counter() - started
+    # every user scored once, by the dot product; exact top-N with ties to the smaller video_id
+    write_rankings(ctx, lambda users: user_factors[users] @ item_factors.T, matrix)
