@@ -227,13 +227,15 @@ def _markdown(results: list[dict], machine: str) -> str:
             f"{r['noop_rebuild_seconds']:.2f} | {r['lookup_median_ms']:.2f} | "
             f"{r['db_bytes'] / 1e6:.0f} |"
         )
-    by_scale = {r["scale"]: r for r in results}
-    if 0.5 in by_scale and 1.0 in by_scale:
-        half, full = by_scale[0.5], by_scale[1.0]
+    by_scale = sorted(results, key=lambda r: r["scale"])
+    if len(by_scale) >= 2:
+        # from the second largest scale to the largest (0.5 -> 1.0 by default)
+        half, full = by_scale[-2], by_scale[-1]
         lines += [
             "",
-            f"Growth 0.5 -> 1.0: {full['build_seconds'] / half['build_seconds']:.2f}x build "
-            f"time, {full['floor_seconds'] / half['floor_seconds']:.2f}x floor, "
+            f"Growth {half['scale']} -> {full['scale']}: "
+            f"{full['build_seconds'] / half['build_seconds']:.2f}x build time, "
+            f"{full['floor_seconds'] / half['floor_seconds']:.2f}x floor, "
             f"{full['csv_bytes'] / half['csv_bytes']:.2f}x CSV bytes.",
         ]
     slowest = max(results, key=lambda r: r["scale"])
