@@ -12,6 +12,7 @@ import pytest
 
 from kuairec_db import demo
 from kuairec_db.schema import SOURCES
+from tests.conftest import run_cli
 
 SCALE = 0.1  # the scale of the shared demo_dir fixture (conftest.py)
 FILES = {source: name for source, (name, _) in SOURCES.items()}
@@ -158,6 +159,28 @@ def test_sizes_scale_and_tiny_scales_are_clamped(tmp_path, scale):
     assert counts[FILES["big_matrix"]] == shape["big_rows"]
     assert counts[FILES["item_categories"]] == shape["videos"]
     assert counts[FILES["social_network"]] >= 5
+
+
+def test_full_catalogue_shrinks_users_only_so_rows_follow_the_scale(tmp_path):
+    result = run_cli(
+        "demo", "--out", str(tmp_path), "--scale", "0.02", "--seed", "3", "--full-catalogue"
+    )
+    assert result.returncode == 0, result.stderr
+    c = duckdb.connect()
+    for source in ("big_matrix", "small_matrix"):
+        c.execute(f"CREATE VIEW {source} AS SELECT * FROM {_read_sql(tmp_path, source)}")
+    shape = _shape(c)
+    assert shape["users"] == round(7176 * 0.02)
+    assert shape["small_users"] == round(1411 * 0.02)
+    assert shape["small_videos"] == 3327
+    # nearly every video is seen by someone; the catalogue files describe all 10,728
+    assert shape["videos"] > 0.9 * 10728
+    assert len(_csv_rows(tmp_path / FILES["item_categories"])) - 1 == 10728
+    # each user keeps KuaiRec's activity: rows are the scale's share of KuaiRec's
+    assert abs(shape["big_rows"] / (12_530_806 * 0.02) - 1) < 0.03
+    assert 0.990 < shape["small_rows"] / (shape["small_users"] * 3327) < 0.9995
+    views = c.execute("SELECT count(*) FROM big_matrix GROUP BY user_id").fetchall()
+    assert min(n for (n,) in views) >= 100
 
 
 # --- quirks ------------------------------------------------------------------------------------
