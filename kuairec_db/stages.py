@@ -50,11 +50,6 @@ class Stage:
     path: Path
 
     @property
-    def stored(self) -> bool:
-        """Whether the relation is in the database file (ephemeral ones live in the build)."""
-        return self.kind != "ephemeral"
-
-    @property
     def sql(self) -> str:
         return self.path.read_text(encoding="utf-8")
 
@@ -127,7 +122,7 @@ def ordered(stages: list[Stage]) -> list[Stage]:
                     f"{s.name} is built before the models but reads {', '.join(late)}, "
                     "built after them"
                 )
-        if s.kind != "ephemeral" and s.kind not in ("table", "audit"):
+        if s.kind in ("view", "early_view"):
             temp = [d for d in deps[s.name] if by_name[d].kind == "ephemeral"]
             if temp:
                 raise ValueError(
