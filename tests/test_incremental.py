@@ -93,6 +93,25 @@ def test_a_changed_input_file_recomputes_what_depends_on_it(fresh):
     )
 
 
+def test_a_changed_small_matrix_redoes_the_test_side_only(fresh):
+    data, db = fresh
+    small = data / "small_matrix.csv"
+    lines = small.read_bytes().splitlines(keepends=True)
+    small.write_bytes(b"".join(lines[:-1]))  # one small-matrix view fewer
+    result = build(data, db, "--models", "popularity,als")
+    done = recomputed(result.stderr)
+    assert {"int_small_matrix_events", "int_ground_truth"} <= done
+    # the big matrix is staged ephemerally, so nothing of it is parsed again
+    assert not {"int_big_matrix_events", "stg_big_matrix"} & done
+    con = duckdb.connect(str(db), read_only=True)
+    n_pairs = con.execute("select count(*) from int_ground_truth").fetchone()[0]
+    n_lines = con.execute(
+        "select n_rows from data_quality where source = 'small_matrix.csv' and step = 'read'"
+    ).fetchone()[0]
+    assert n_lines == len(lines) - 2  # header and the removed line
+    assert n_pairs <= n_lines
+
+
 def test_force_rebuilds_everything(fresh):
     data, db = fresh
     result = build(data, db, "--models", "popularity,als", "--force")
