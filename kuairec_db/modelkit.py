@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -90,6 +91,7 @@ def rank_users(
     top_n: int,
     batch_users: int = BATCH_USERS,
     catalogue: bool = True,
+    workers: int = 1,
 ) -> tuple[Triple, Triple]:
     """Both rankings from one pass of scoring over the users.
 
@@ -103,6 +105,7 @@ def rank_users(
     seen : users x items; every row gets its top-N over the items it does not store.
     candidates : users x items; every row with entries gets its top-N among them.
     catalogue : False skips the catalogue top-N and scores only users with candidates.
+    workers : batches ranked at once (threads).
 
     Returns
     -------
@@ -114,18 +117,29 @@ def rank_users(
     groups = [np.flatnonzero(has_candidates)]
     if catalogue:
         groups.append(np.flatnonzero(~has_candidates))
-    recs, evals = [], []
-    for users in groups:
-        for start in range(0, len(users), batch_users):
-            batch = users[start : start + batch_users]
-            scores = np.asarray(score_users(batch))
-            if catalogue:
-                rows, cols, values = top_n_allowed(scores, top_n, ~structure_mask(seen, batch))
-                recs.append((batch[rows], cols, values.astype(np.float64)))
-            if has_candidates[batch[0]]:
-                mask = structure_mask(candidates, batch)
-                rows, cols, values = top_n_allowed(scores, top_n, mask)
-                evals.append((batch[rows], cols, values.astype(np.float64)))
+    batches = [
+        users[start : start + batch_users]
+        for users in groups
+        for start in range(0, len(users), batch_users)
+    ]
+
+    def rank_batch(batch: np.ndarray) -> tuple[Triple | None, Triple | None]:
+        scores = np.asarray(score_users(batch))
+        rec = evaluated = None
+        if catalogue:
+            rows, cols, values = top_n_allowed(scores, top_n, ~structure_mask(seen, batch))
+            rec = (batch[rows], cols, values.astype(np.float64))
+        if has_candidates[batch[0]]:
+            rows, cols, values = top_n_allowed(scores, top_n, structure_mask(candidates, batch))
+            evaluated = (batch[rows], cols, values.astype(np.float64))
+        return rec, evaluated
+
+    # numpy releases the GIL in the heavy steps, so batches rank side by side; the batches
+    # themselves (and so every score's bits) are the same whatever the number of workers
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        ranked = list(pool.map(rank_batch, batches))
+    recs = [rec for rec, _ in ranked if rec is not None]
+    evals = [evaluated for _, evaluated in ranked if evaluated is not None]
     return _concatenate(recs), _concatenate(evals)
 
 
@@ -151,7 +165,9 @@ def write_rankings(
     started = time.perf_counter()
     candidates = ctx.eval_candidates()
     catalogue = ctx.wants_recommendations
-    recs, evals = rank_users(score_users, train, candidates, ctx.top_n, batch_users, catalogue)
+    recs, evals = rank_users(
+        score_users, train, candidates, ctx.top_n, batch_users, catalogue, workers=ctx.threads
+    )
     ranked = time.perf_counter()
     ctx.timings["score_seconds"] = ranked - started
     if catalogue:

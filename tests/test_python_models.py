@@ -24,7 +24,7 @@ import pytest
 import scipy.sparse as sp
 
 from kuairec_db import hooks
-from kuairec_db.modelkit import top_n_allowed
+from kuairec_db.modelkit import rank_users, top_n_allowed
 from kuairec_db.stages import CONTRACT_TABLES
 
 PYTHON_MODELS = ("bpr", "itemknn", "ease")
@@ -397,3 +397,30 @@ def test_every_python_model_beats_random_on_the_demo(db_con):
     baseline = "random" if "random" in ndcg else "popularity"
     for name in PYTHON_MODELS:
         assert ndcg[name] > ndcg[baseline], (name, ndcg)
+
+
+def test_rank_users_gives_the_same_lists_with_any_number_of_workers():
+    """Batches ranked side by side in threads: the same rows, in the same order, as one by one;
+    and each user's list is its plain top-N."""
+    rng = np.random.default_rng(5)
+    n_users, n_items, top_n = 37, 60, 4
+    scores = rng.integers(0, 6, size=(n_users, n_items)).astype(np.float32)  # many ties
+    seen = sp.csr_matrix(rng.random((n_users, n_items)) < 0.3)
+    candidates = sp.csr_matrix(
+        (rng.random((n_users, n_items)) < 0.4) & (np.arange(n_users) % 3 == 0)[:, None]
+    )
+
+    def score_users(users):
+        return scores[users]
+
+    one = rank_users(score_users, seen, candidates, top_n, batch_users=5, workers=1)
+    for workers in (2, 4):
+        many = rank_users(score_users, seen, candidates, top_n, batch_users=5, workers=workers)
+        for a, b in zip(one, many):
+            for x, y in zip(a, b):
+                assert np.array_equal(x, y)
+    users, items, values = one[0]
+    for user in range(n_users):
+        allowed = [i for i in range(n_items) if not seen[user, i]]
+        want = sorted(allowed, key=lambda i: (-scores[user, i], i))[:top_n]
+        assert sorted(items[users == user].tolist()) == sorted(want)
