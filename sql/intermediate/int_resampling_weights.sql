@@ -41,6 +41,11 @@ poisson_cdf as (
     from range(0, 21) as counts
 ),
 
+-- the 21 values as one list, so that each draw counts them without a join
+cdf_list as (
+    select list(cdf order by n) as cdfs from poisson_cdf
+),
+
 draws as (
     select
         replicates.replicate,
@@ -56,15 +61,21 @@ draws as (
     cross join settings
 ),
 
+draws_and_cdfs as (
+    select
+        draws.*,
+        cdf_list.cdfs
+    from draws
+    cross join cdf_list
+),
+
 final as (
     select
-        draws.replicate,
-        draws.user_id,
-        count(*) filter (where poisson_cdf.cdf < draws.uniform)::integer as weight,
-        any_value(draws.sign)::integer as sign
-    from draws
-    cross join poisson_cdf
-    group by draws.replicate, draws.user_id
+        replicate,
+        user_id,
+        len(list_filter(cdfs, lambda cdf: cdf < uniform))::integer as weight,
+        sign::integer as sign
+    from draws_and_cdfs
 )
 
 select * from final
