@@ -506,15 +506,8 @@ ITEM_SCORES = [(8, 0.0), (7, 0.1), (6, 0.5), (5, 0.5), (4, 0.8), (3, 0.7), (2, 0
 SCORE = dict(ITEM_SCORES)
 
 
-def test_recommend_from_item_scores(con):
-    set_variables(con, top_n=3, model_name="pop")
-    make_table(con, "model_item_scores", "video_id integer, score double", ITEM_SCORES)
-    training = {
-        1: [],
-        2: [2, 3],
-        3: [1, 2, 4, 3, 5],  # the five best videos: the list starts at the sixth
-        4: [1, 99],  # 99 has no score
-    }
+def make_histories(con: duckdb.DuckDBPyConnection, training: dict[int, list[int]]) -> None:
+    """int_user_index and int_train_interactions of users -> their training videos."""
     make_input(
         con,
         "int_user_index",
@@ -527,6 +520,18 @@ def test_recommend_from_item_scores(con):
         "user_id, video_id",
         [(u, v) for u, videos in training.items() for v in videos],
     )
+
+
+def test_recommend_from_item_scores(con):
+    set_variables(con, top_n=3, model_name="pop")
+    make_table(con, "model_item_scores", "video_id integer, score double", ITEM_SCORES)
+    training = {
+        1: [],
+        2: [2, 3],
+        3: [1, 2, 4, 3, 5],  # the five best videos: the list starts at the sixth
+        4: [1, 99],  # 99 has no score
+    }
+    make_histories(con, training)
     expected_videos = {1: [1, 2, 4], 2: [1, 4, 5], 3: [6, 7, 8], 4: [2, 4, 3]}
     expected = [
         ("pop", u, rank, v, SCORE[v])
@@ -551,18 +556,7 @@ def test_recommend_from_item_scores_many_training_videos_still_get_top_n(con):
     )
     # user 1 has seen the 150 best videos, user 2 every other one of the 180 best
     training = {1: list(range(1, 151)), 2: list(range(1, 181, 2)), 3: []}
-    make_input(
-        con,
-        "int_user_index",
-        "user_id, user_index, n_train_videos",
-        [(u, i, len(videos)) for i, (u, videos) in enumerate(training.items())],
-    )
-    make_input(
-        con,
-        "int_train_interactions",
-        "user_id, video_id",
-        [(u, v) for u, videos in training.items() for v in videos],
-    )
+    make_histories(con, training)
     rows = run_stage(con, "recommend_from_item_scores", "user_id, rank, video_id", "user_id, rank")
     lists = {u: [v for uu, _, v in rows if uu == u] for u in training}
     assert lists == {1: [151, 152, 153, 154, 155], 2: [2, 4, 6, 8, 10], 3: [1, 2, 3, 4, 5]}
@@ -584,18 +578,7 @@ def test_recommend_from_item_scores_matches_a_plain_python_ranking(con, top_n):
         head = order[: rng.randint(0, 80)]
         tail = rng.sample(order, rng.randint(0, 20))
         training[user] = sorted(set(head) | set(tail) | ({999} if user % 7 == 0 else set()))
-    make_input(
-        con,
-        "int_user_index",
-        "user_id, user_index, n_train_videos",
-        [(u, i, len(videos)) for i, (u, videos) in enumerate(training.items())],
-    )
-    make_input(
-        con,
-        "int_train_interactions",
-        "user_id, video_id",
-        [(u, v) for u, videos in training.items() for v in videos],
-    )
+    make_histories(con, training)
     rows = run_stage(con, "recommend_from_item_scores", "user_id, rank, video_id", "user_id, rank")
     got = {u: [v for uu, _, v in rows if uu == u] for u in training}
     want = {u: [v for v in order if v not in seen][:top_n] for u, seen in training.items()}
