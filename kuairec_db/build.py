@@ -33,10 +33,7 @@ from kuairec_db.schema import SOURCES
 
 log = logging.getLogger(__name__)
 
-# DuckDB's memory for the build unless --memory-limit says otherwise: the SQL stages and the
-# lean models fit in it (spilling to the work folder); a model that needs more declares it
-# (hooks.Model.memory_limit) and gets it while it runs.
-PIPELINE_MEMORY_LIMIT = "1GB"
+PIPELINE_MEMORY_LIMIT = hooks.PIPELINE_MEMORY_LIMIT  # see hooks.model_memory
 STORAGE_VERSION = "v1.0.0"  # readable by DuckDB 1.0 and later (BI tools, duckdb-cli 1.5)
 LABELS = ("debiased", "ratio")
 
@@ -661,18 +658,16 @@ def build(params: BuildParams) -> BuildResult:
             if previous.get(key) == fps[key]:
                 log.info("  model %s: unchanged, kept", model.name)
                 continue
-            # a model that needs more memory than the pipeline says so, unless the user chose
-            wanted = None if params.memory_limit else model.memory_limit
-            if wanted:
-                memory_in_use = f"{wanted}, asked for by model {model.name}"
-                con.execute(f"set memory_limit = '{wanted}'")
-                log.info("  model %s: DuckDB memory limit %s (its own)", model.name, wanted)
-            model_timings[model.name] = hooks.run_model(
-                con, model, model_settings[model.name], params.top_n, params.threads, params.seed
-            )
-            if wanted:
-                con.execute(f"set memory_limit = '{_memory_limit(params)}'")
-                memory_in_use = _memory_limit(params)
+            with hooks.model_memory(con, model, params.memory_limit) as memory_in_use:
+                model_timings[model.name] = hooks.run_model(
+                    con,
+                    model,
+                    model_settings[model.name],
+                    params.top_n,
+                    params.threads,
+                    params.seed,
+                )
+            memory_in_use = _memory_limit(params)
         # The database holds what this build makes: tables of removed stages and results that
         # exposure-study computed on the previous build would be stale. tuning_trials stays:
         # it documents where the settings file came from.

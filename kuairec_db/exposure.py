@@ -105,6 +105,7 @@ class StudyParams:
     temporal_days: int = DEFAULT_TEMPORAL_DAYS
     temporal_models: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPORAL_MODELS))
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    memory_limit: str | None = None  # None: hooks.PIPELINE_MEMORY_LIMIT and what models ask for
 
     def validate(self) -> None:
         if not self.densities or any(not 0 < d <= 1 for d in self.densities):
@@ -355,7 +356,11 @@ def _score_refit(con, model: hooks.Model, info: dict[str, str], threads: int) ->
 
 
 def score_all_candidates(
-    con, info: dict[str, str], wanted: list[str] | None, threads: int
+    con,
+    info: dict[str, str],
+    wanted: list[str] | None,
+    threads: int,
+    memory_limit: str | None = None,
 ) -> list[dict[str, Any]]:
     """Fill exposure_scores; one dict per model of the database (eval_exposure_models rows)."""
     in_db = [
@@ -388,14 +393,18 @@ def score_all_candidates(
         con.execute("set variable model_name = ?", [name])
         try:
             if model is not None and model.is_sql:
-                row["scored_by"] = _score_sql_model(con, model)
+                with hooks.model_memory(con, model, memory_limit):
+                    row["scored_by"] = _score_sql_model(con, model)
             elif name in factor_models:
                 row["scored_by"] = _score_factors(con, name)
             elif model is not None:
-                row["scored_by"] = _score_refit(con, model, info, threads)
+                with hooks.model_memory(con, model, memory_limit):
+                    row["scored_by"] = _score_refit(con, model, info, threads)
             else:
                 row["note"] = f"left out: models/{name}.sql or .py is not in this checkout"
                 continue
+        except duckdb.OutOfMemoryException:
+            raise  # the machine, not the model: run_study says so in one line
         except (duckdb.Error, ValueError, KeyError, TypeError) as exc:
             # The model's code no longer fits this database (changed since the build).
             con.execute("delete from exposure_scores where model = ?", [name])
@@ -466,7 +475,7 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
     con.execute("set variable exposure_popularity_exponent = ?", [POPULARITY_EXPONENT])
 
     log.info("scoring every candidate of every model")
-    rows = score_all_candidates(con, info, params.models, params.threads)
+    rows = score_all_candidates(con, info, params.models, params.threads, params.memory_limit)
     if not any(r["in_study"] for r in rows):
         raise UserError("no model could be scored on every candidate: nothing to compare")
     log.info("sampling and evaluating")
@@ -577,7 +586,8 @@ def temporal_split(con, params: StudyParams, info: dict[str, str], threads: int)
         for model in models:
             settings = json.loads(info.get(f"model.{model.name}.settings", "{}"))
             seed = int(info.get("param.seed", 42))
-            hooks.run_model(con, model, settings, top_n, threads, seed)
+            with hooks.model_memory(con, model, params.memory_limit):
+                hooks.run_model(con, model, settings, top_n, threads, seed)
         run_sql(con, "temporal_test_pairs")
         shadows.append("temporal_test_pairs")
         run_sql(con, TEMPORAL_TABLE, into="database")
@@ -629,6 +639,7 @@ def run_study(params: StudyParams) -> StudyResult:
             config={
                 "threads": str(params.threads),
                 "temp_directory": str(work / "spill"),
+                "memory_limit": params.memory_limit or hooks.PIPELINE_MEMORY_LIMIT,
             }
         )
         con.execute("set enable_progress_bar = false")
@@ -666,6 +677,15 @@ def run_study(params: StudyParams) -> StudyResult:
             temporal_models=temporal_models,
             timings=timings,
         )
+    except duckdb.OutOfMemoryException as exc:
+        limit = params.memory_limit or (
+            f"{hooks.PIPELINE_MEMORY_LIMIT}, more for models that ask for it"
+        )
+        first = (str(exc).strip().splitlines() or ["out of memory"])[0][:200]
+        raise UserError(
+            f"out of memory in exposure-study on {target.name} ({first}); raise --memory-limit "
+            f"(now {limit}) or use fewer --threads; the database is unchanged"
+        ) from None
     finally:
         if con is not None:
             try:
@@ -718,6 +738,7 @@ def _write_info(con, params, info, facts, timings, started_at) -> None:
         "positivity_weight": f"{POSITIVITY_WEIGHT:g}",
         "popularity_exponent": f"{POPULARITY_EXPONENT:g}",
         "temporal": str(params.temporal).lower(),
+        "memory_limit": params.memory_limit or hooks.PIPELINE_MEMORY_LIMIT,
         **facts,
         **{k: f"{v:.1f}" for k, v in timings.items()},
     }
@@ -793,7 +814,19 @@ def register(sub) -> None:
         metavar="A,B",
         help="models to retrain on the earlier views (default popularity,als)",
     )
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, metavar="N")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="threads for DuckDB and the models (default: all cores)",
+    )
+    p.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="DuckDB memory limit for the whole run, e.g. 4GB (default 1GB, and 3GB while a "
+        "model that asks for it is scored: random, content, sequence)",
+    )
     p.set_defaults(func=run_command)
 
 
@@ -809,6 +842,7 @@ def run_command(args) -> int:
         temporal_days=args.temporal_days,
         temporal_models=args.temporal_models,
         threads=args.threads,
+        memory_limit=args.memory_limit,
     )
     result = run_study(params)
     print(

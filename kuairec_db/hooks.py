@@ -18,11 +18,13 @@ A model that needs more DuckDB memory than the build's default says so: a SQL mo
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import re
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -38,6 +40,11 @@ from kuairec_db.stages import MODELS_DIR, ranking_sql, select_body, strip_commen
 
 log = logging.getLogger(__name__)
 
+
+# DuckDB's memory for build, tune and exposure-study unless --memory-limit says otherwise: the
+# SQL stages and the lean models fit in it (spilling to the work folder); a model that needs
+# more declares it (Model.memory_limit) and gets it while it runs (model_memory).
+PIPELINE_MEMORY_LIMIT = "1GB"
 
 OTHER_MODELS_OUTPUTS = (
     "recommendations",
@@ -114,6 +121,23 @@ def load_module(model: Model) -> ModuleType:
         raise UserError(f"{model.path}: a Python model must define run(ctx)")
     _LOADED[model.path] = (version, module)
     return module
+
+
+@contextlib.contextmanager
+def model_memory(con: duckdb.DuckDBPyConnection, model: Model, chosen: str | None) -> Iterator[str]:
+    """DuckDB's memory limit while MODEL runs: CHOSEN (--memory-limit) when given, else the
+    model's own when it asks for one, else PIPELINE_MEMORY_LIMIT. Yields the limit in force,
+    worded for an out-of-memory message."""
+    wanted = None if chosen else model.memory_limit
+    if not wanted:
+        yield chosen or PIPELINE_MEMORY_LIMIT
+        return
+    con.execute(f"set memory_limit = '{wanted}'")
+    log.info("  model %s: DuckDB memory limit %s (its own)", model.name, wanted)
+    try:
+        yield f"{wanted}, asked for by model {model.name}"
+    finally:
+        con.execute(f"set memory_limit = '{PIPELINE_MEMORY_LIMIT}'")
 
 
 def model_defaults(model: Model) -> dict[str, Any]:

@@ -285,6 +285,7 @@ def tune(
     k: int = 10,
     write: Path | None = stages.SETTINGS_FILE,
     threads: int | None = None,
+    memory_limit: str | None = None,
 ) -> TuneResult:
     """Search the models' settings on the tune users of DB (module docstring)."""
     if budget < 1:
@@ -309,7 +310,12 @@ def tune(
         workspace = work / "tune.duckdb"
         shutil.copyfile(target, workspace)
         con = duckdb.connect(
-            str(workspace), config={"threads": str(threads), "temp_directory": str(work / "spill")}
+            str(workspace),
+            config={
+                "threads": str(threads),
+                "temp_directory": str(work / "spill"),
+                "memory_limit": memory_limit or hooks.PIPELINE_MEMORY_LIMIT,
+            },
         )
         info = _read_build_info(con, db)
         params = _build_params(info)
@@ -347,9 +353,16 @@ def tune(
             model_trials = []
             for number, settings in enumerate(candidates):
                 trial_started = time.perf_counter()
-                hooks.run_model(
-                    con, model, settings, params.top_n, threads, params.seed, recommendations=False
-                )
+                with hooks.model_memory(con, model, memory_limit):
+                    hooks.run_model(
+                        con,
+                        model,
+                        settings,
+                        params.top_n,
+                        threads,
+                        params.seed,
+                        recommendations=False,
+                    )
                 split, n_users, values = _trial_metrics(con, model.name, k)
                 trial = Trial(
                     model.name,
@@ -381,6 +394,13 @@ def tune(
         result.build_command = _build_command(db, info, params, write)
         result.seconds = time.perf_counter() - started
         return result
+    except duckdb.OutOfMemoryException as exc:
+        limit = memory_limit or f"{hooks.PIPELINE_MEMORY_LIMIT}, more for models that ask for it"
+        first = (str(exc).strip().splitlines() or ["out of memory"])[0][:200]
+        raise UserError(
+            f"out of memory while tuning on {target.name} ({first}); raise --memory-limit "
+            f"(now {limit}) or use fewer --threads; the database and settings are unchanged"
+        ) from None
     finally:
         if con is not None:
             con.close()
@@ -614,6 +634,11 @@ def register(sub) -> None:
         metavar="N",
         help="threads for DuckDB and the models (default: all cores)",
     )
+    p.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="DuckDB memory limit, e.g. 4GB (default 1GB, more for a model that asks for it)",
+    )
     p.set_defaults(func=run_tune)
 
 
@@ -627,6 +652,7 @@ def run_tune(args) -> int:
         k=args.k,
         write=args.write,
         threads=args.threads,
+        memory_limit=args.memory_limit,
     )
     selection = f"{result.metric}@{result.k}"
     print(

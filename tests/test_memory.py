@@ -3,6 +3,9 @@ for a model that declares it needs more."""
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+
 import duckdb
 import pytest
 
@@ -61,3 +64,41 @@ def test_a_model_runs_with_the_memory_it_asks_for_unless_the_user_chose(tmp_path
     con = duckdb.connect(str(tmp_path / "k.duckdb"), read_only=True)
     info = dict(con.execute("select key, value from build_info").fetchall())
     assert info["param.memory_limit"] == ("1GB" if not flags else "512MB")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["exposure-study", "--no-temporal", "--densities", "0.5", "--strategies", "uniform"],
+        ["tune", "--models", "als", "--budget", "1", "--write", "settings.toml"],
+    ],
+)
+def test_tune_and_exposure_study_run_out_of_memory_in_one_line(tmp_path, built_db, command):
+    db = tmp_path / "kuairec.duckdb"
+    shutil.copy(built_db, db)
+    before = hashlib.md5(db.read_bytes()).hexdigest()
+    result = run_cli(*command, "--db", str(db), "--memory-limit", "8MB", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: out of memory") and "--memory-limit (now 8MB)" in last
+    assert hashlib.md5(db.read_bytes()).hexdigest() == before
+    assert not (tmp_path / "settings.toml").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".kuairec.duckdb.lock", "kuairec.duckdb"]
+
+
+def test_exposure_study_scores_a_model_with_the_memory_it_asks_for(tmp_path, built_db):
+    db = tmp_path / "kuairec.duckdb"
+    shutil.copy(built_db, db)
+    result = run_cli(
+        "exposure-study", "--db", str(db), "--models", "random,popularity", "--no-temporal",
+        "--densities", "0.5", "--strategies", "uniform", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "model random: DuckDB memory limit 3GB (its own)" in result.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    info = dict(con.execute("select key, value from eval_exposure_info").fetchall())
+    assert info["memory_limit"] == "1GB"
+    rows = con.execute("select model from eval_exposure_models where in_study").fetchall()
+    studied = {r[0] for r in rows}
+    assert studied == {"random", "popularity"}
