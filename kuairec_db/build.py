@@ -633,7 +633,12 @@ def build(params: BuildParams) -> BuildResult:
                 con.execute("select key, value from build_info where key like 'file.%'").fetchall()
             )
 
-        log.info("loading and preparing (%s)", location)
+        log.info(
+            "loading and preparing (%s); DuckDB: %d threads, memory limit %s",
+            location,
+            params.threads,
+            _memory_limit(params),
+        )
         for stage in table_stages:
             if stage.name in stale or stage.kind == "early_view":
                 timings[stage.name] = _run_stage(con, stage, src, source_read(stage, by_name))

@@ -60,6 +60,8 @@ def test_a_model_runs_with_the_memory_it_asks_for_unless_the_user_chose(tmp_path
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert ("model random: DuckDB memory limit 3GB (its own)" in result.stderr) == raised
+    limit = "1GB" if not flags else "512MB"
+    assert f"threads, memory limit {limit}" in result.stderr
     assert "model popularity: DuckDB memory limit" not in result.stderr
     con = duckdb.connect(str(tmp_path / "k.duckdb"), read_only=True)
     info = dict(con.execute("select key, value from build_info").fetchall())
