@@ -33,7 +33,6 @@ from kuairec_db.schema import SOURCES
 
 log = logging.getLogger(__name__)
 
-PIPELINE_MEMORY_LIMIT = hooks.PIPELINE_MEMORY_LIMIT  # see hooks.model_memory
 STORAGE_VERSION = "v1.0.0"  # readable by DuckDB 1.0 and later (BI tools, duckdb-cli 1.5)
 LABELS = ("debiased", "ratio")
 
@@ -714,10 +713,8 @@ def build(params: BuildParams) -> BuildResult:
         con = None
         return BuildResult(target, data_kind, location, time.perf_counter() - started, warnings)
     except duckdb.OutOfMemoryException as exc:
-        raise UserError(
-            f"out of memory while building {target.name} ({_first_line(exc)}); raise "
-            f"--memory-limit (now {memory_in_use}) or use fewer --threads; the previous "
-            "database is intact"
+        raise hooks.out_of_memory(
+            exc, f"building {target.name}", memory_in_use, "the previous database is intact"
         ) from None
     except (duckdb.IOException, OSError) as exc:
         if "No space left" not in str(exc) and getattr(exc, "errno", None) != errno.ENOSPC:
@@ -757,7 +754,7 @@ def _duckdb_config(params: BuildParams, work: Path) -> dict[str, str]:
 
 
 def _memory_limit(params: BuildParams) -> str:
-    return params.memory_limit or PIPELINE_MEMORY_LIMIT
+    return params.memory_limit or hooks.PIPELINE_MEMORY_LIMIT
 
 
 def publish(con: duckdb.DuckDBPyConnection, temp_db: Path, target: Path) -> None:

@@ -137,19 +137,7 @@ def register_build(sub) -> None:
         metavar="N",
         help="bootstrap resamples behind eval_metrics_ci and eval_paired (default 1000)",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=os.cpu_count() or 1,
-        metavar="N",
-        help="threads for DuckDB and the models (default: all cores)",
-    )
-    p.add_argument(
-        "--memory-limit",
-        metavar="SIZE",
-        help="DuckDB memory limit for the whole build, e.g. 4GB (default 1GB, and 3GB while "
-        "a model that asks for it runs: random, content, sequence)",
-    )
+    _add_resources(p)
     p.add_argument(
         "--config",
         type=Path,
@@ -370,6 +358,23 @@ def register_bench(sub) -> None:
         help="passed to build (default: the build's own, 1GB for popularity and ALS)",
     )
     p.set_defaults(func=run_bench)
+
+
+def _add_resources(p) -> None:
+    """--threads and --memory-limit, the same for build, tune and exposure-study."""
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="threads for DuckDB and the models (default: all cores)",
+    )
+    p.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="DuckDB memory limit for the whole run, e.g. 4GB (default 1GB, and 3GB while a "
+        "model that asks for it runs: random, content, sequence)",
+    )
 
 
 def _float_list(text: str) -> list[float]:

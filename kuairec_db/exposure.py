@@ -681,10 +681,8 @@ def run_study(params: StudyParams) -> StudyResult:
         limit = params.memory_limit or (
             f"{hooks.PIPELINE_MEMORY_LIMIT}, more for models that ask for it"
         )
-        first = (str(exc).strip().splitlines() or ["out of memory"])[0][:200]
-        raise UserError(
-            f"out of memory in exposure-study on {target.name} ({first}); raise --memory-limit "
-            f"(now {limit}) or use fewer --threads; the database is unchanged"
+        raise hooks.out_of_memory(
+            exc, f"running exposure-study on {target.name}", limit, "the database is unchanged"
         ) from None
     finally:
         if con is not None:
@@ -751,7 +749,14 @@ def _write_info(con, params, info, facts, timings, started_at) -> None:
 
 
 def register(sub) -> None:
-    from kuairec_db.commands import RAW, _add_db, _float_list, _int_list, _name_list
+    from kuairec_db.commands import (
+        RAW,
+        _add_db,
+        _add_resources,
+        _float_list,
+        _int_list,
+        _name_list,
+    )
 
     p = sub.add_parser(
         "exposure-study",
@@ -814,19 +819,7 @@ def register(sub) -> None:
         metavar="A,B",
         help="models to retrain on the earlier views (default popularity,als)",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=os.cpu_count() or 1,
-        metavar="N",
-        help="threads for DuckDB and the models (default: all cores)",
-    )
-    p.add_argument(
-        "--memory-limit",
-        metavar="SIZE",
-        help="DuckDB memory limit for the whole run, e.g. 4GB (default 1GB, and 3GB while a "
-        "model that asks for it is scored: random, content, sequence)",
-    )
+    _add_resources(p)
     p.set_defaults(func=run_command)
 
 

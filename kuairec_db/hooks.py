@@ -140,6 +140,15 @@ def model_memory(con: duckdb.DuckDBPyConnection, model: Model, chosen: str | Non
         con.execute(f"set memory_limit = '{PIPELINE_MEMORY_LIMIT}'")
 
 
+def out_of_memory(exc: duckdb.OutOfMemoryException, doing: str, limit: str, kept: str):
+    """The one-line error for DuckDB running out of memory while DOING, under LIMIT."""
+    first = (str(exc).strip().splitlines() or ["out of memory"])[0][:200]
+    return UserError(
+        f"out of memory while {doing} ({first}); raise --memory-limit (now {limit}) or use "
+        f"fewer --threads; {kept}"
+    )
+
+
 def model_defaults(model: Model) -> dict[str, Any]:
     if model.is_sql:
         return {}

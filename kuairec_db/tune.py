@@ -396,10 +396,8 @@ def tune(
         return result
     except duckdb.OutOfMemoryException as exc:
         limit = memory_limit or f"{hooks.PIPELINE_MEMORY_LIMIT}, more for models that ask for it"
-        first = (str(exc).strip().splitlines() or ["out of memory"])[0][:200]
-        raise UserError(
-            f"out of memory while tuning on {target.name} ({first}); raise --memory-limit "
-            f"(now {limit}) or use fewer --threads; the database and settings are unchanged"
+        raise hooks.out_of_memory(
+            exc, f"tuning on {target.name}", limit, "the database and settings are unchanged"
         ) from None
     finally:
         if con is not None:
@@ -576,7 +574,7 @@ def _build_command(db: Path, info: dict[str, str], params: build.BuildParams, wr
 
 
 def register(sub) -> None:
-    from kuairec_db.commands import DEFAULT_DB
+    from kuairec_db.commands import DEFAULT_DB, _add_resources
 
     p = sub.add_parser(
         "tune",
@@ -627,18 +625,7 @@ def register(sub) -> None:
         metavar="FILE",
         help="settings file to write (default: models/settings.toml, which build reads)",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=os.cpu_count() or 1,
-        metavar="N",
-        help="threads for DuckDB and the models (default: all cores)",
-    )
-    p.add_argument(
-        "--memory-limit",
-        metavar="SIZE",
-        help="DuckDB memory limit, e.g. 4GB (default 1GB, more for a model that asks for it)",
-    )
+    _add_resources(p)
     p.set_defaults(func=run_tune)
 
 

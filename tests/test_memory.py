@@ -9,7 +9,7 @@ import shutil
 import duckdb
 import pytest
 
-from kuairec_db import build, hooks
+from kuairec_db import hooks
 from kuairec_db.errors import UserError
 from tests.conftest import run_cli
 from tests.test_real_format import TINY
@@ -37,7 +37,7 @@ def test_the_models_that_stream_every_pair_ask_for_more_than_the_pipeline():
         assert models[name].memory_limit == "3GB", name
     for name in ("popularity", "als"):
         assert models[name].memory_limit is None, name
-    assert build.PIPELINE_MEMORY_LIMIT == "1GB"
+    assert hooks.PIPELINE_MEMORY_LIMIT == "1GB"
 
 
 def test_the_build_records_the_memory_it_ran_with(db_con):
