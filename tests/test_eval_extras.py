@@ -148,7 +148,7 @@ def uncertainty_db(
         for i, (user, weight) in enumerate(zip(users, row))
     ]
     con.executemany("insert into int_resampling_weights values (?, ?, ?, ?)", rows)
-    for name in ("eval_metrics_ci", "eval_paired"):
+    for name in ("eval_resampled_sums", "eval_metrics_ci", "eval_paired"):
         con.execute(f"create view {name} as {_body('eval', name)}")
     return con
 
@@ -351,7 +351,13 @@ def test_a_model_beats_a_much_worse_one(built_db):
         "        partition by user_id order by is_relevant, video_id)::integer as rank"
         "    from eval_ground_truth) where rank <= 100"
     )
-    for name in ("eval_user_relevance", "eval_hits", "eval_user_metrics", "eval_paired"):
+    for name in (
+        "eval_user_relevance",
+        "eval_hits",
+        "eval_user_metrics",
+        "eval_resampled_sums",
+        "eval_paired",
+    ):
         con.execute(f"create view {name} as {_body('eval', name)}")
     row = paired_row(con, "popularity", "worst", "test")
     assert row["mean_diff"] > 0.1

@@ -16,7 +16,8 @@
 --                      p_value = (1 + #{p : |T_p| >= |T| - 1e-9}) / (1 + 1,000)
 --                      (the +1 counts the observed signs; 1e-9 absorbs rounding, so a model
 --                      against itself has p_value 1); smallest possible p_value: 1 / 1,001
--- The resampled sums are linear in d_u, so they are taken once per model and subtracted:
+-- The resampled sums are linear in d_u, so they are taken once per model (eval_resampled_sums)
+-- and subtracted:
 -- sum of w * d_u = sum of w * a_u - sum of w * b_u. That needs a and b to have every user of
 -- the split; where one does not, ci_low, ci_high and p_value are null.
 with
@@ -25,85 +26,8 @@ user_metrics as materialized (
     select * from eval_user_metrics
 ),
 
-user_relevance as (
-    select * from eval_user_relevance
-),
-
-resamples as (
-    select * from int_resampling_weights
-),
-
--- The users eval_user_metrics scores: those with a relevant video.
-split_users as (
-    select
-        split,
-        user_id
-    from user_relevance
-    where n_relevant > 0
-),
-
--- Per model, the resampled sums as a matrix product: for each series (model, split, k,
--- metric) the values v_u, and for each replicate the weights w_ru and the signs s_ru, as
--- vectors over the split's users in user_id order, multiplied with list_dot_product (no row
--- per user and replicate). Equal counts: the series has every user of its split, so the
--- vectors line up. 'all' adds the two splits.
-resample_vectors as (
-    select
-        split_users.split,
-        resamples.replicate,
-        list(resamples.weight::double order by resamples.user_id) as weights,
-        list(resamples.sign::double order by resamples.user_id) as signs,
-        sum(resamples.weight) as weight_sum,
-        count(*) as n_users
-    from split_users
-    inner join resamples on split_users.user_id = resamples.user_id
-    group by split_users.split, resamples.replicate
-),
-
-value_vectors as (
-    select
-        model,
-        split,
-        k,
-        metric,
-        list(value order by user_id) as metric_values,
-        sum(value) as value_sum,
-        count(*) as n_users
-    from user_metrics
-    group by model, split, k, metric
-),
-
-split_sums as (
-    select
-        value_vectors.model,
-        value_vectors.split,
-        value_vectors.k,
-        value_vectors.metric,
-        resample_vectors.replicate,
-        list_dot_product(value_vectors.metric_values, resample_vectors.weights) as weighted_sum,
-        resample_vectors.weight_sum,
-        list_dot_product(value_vectors.metric_values, resample_vectors.signs) as signed_sum,
-        value_vectors.value_sum
-    from value_vectors
-    inner join resample_vectors
-        on
-            value_vectors.split = resample_vectors.split
-            and value_vectors.n_users = resample_vectors.n_users
-),
-
 model_sums as materialized (
-    select
-        model,
-        coalesce(split, 'all') as split,
-        k,
-        metric,
-        replicate,
-        sum(weighted_sum) as weighted_sum,
-        sum(weight_sum) as weight_sum,
-        sum(signed_sum) as signed_sum,
-        sum(value_sum) as value_sum
-    from split_sums
-    group by grouping sets ((model, split, k, metric, replicate), (model, k, metric, replicate))
+    select * from eval_resampled_sums
 ),
 
 -- Per pair and replicate: the resampled mean difference, the sign-flipped sum T_p and T.
