@@ -5,6 +5,10 @@ For each scale it measures, in the same run and on the same files:
   with the build's settings on the deduplicated big matrix, each in its own process;
 - the build (``--models popularity,als``) in its own process: wall time, peak RSS, and the
   per-stage and per-model seconds it records in build_info;
+- the aggregation floor: DuckDB reading both CSVs into tables, one group-by to (user, video)
+  pairs, the CSR matrix and the bare ALS fit, in one process;
+- the seed notebook's pipeline written in pandas (``benchmarks/pandas_pipeline.py`` of the
+  checkout, when it is there): wall time and peak RSS, the yardstick a user compares with;
 - a no-op rebuild (nothing changed) and the median latency of one user's recommendations.
 Writes bench.json and bench.md into --out.
 """
@@ -91,6 +95,36 @@ print(f"SECONDS {{time.perf_counter() - started:.3f}}")
 """
 
 
+_AGGREGATION_FLOOR = """
+import sys, time, duckdb, numpy as np, scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
+started = time.perf_counter()
+con = duckdb.connect(config={{"threads": "{threads}"}})
+con.execute("set enable_progress_bar = false")
+columns = {columns!r}
+for name in ("big_matrix", "small_matrix"):
+    con.execute(
+        f"create table {{name}} as select * from read_csv('{{sys.argv[1]}}/{{name}}.csv', "
+        f"columns = {{columns}}, auto_detect = false, header = true)"
+    )
+rows, cols, vals = con.execute(
+    "select dense_rank() over (order by user_id) - 1, dense_rank() over (order by video_id) - 1, "
+    "1 + {alpha} * ln(1 + sum(least(greatest(watch_ratio, 0), 5))) "
+    "from big_matrix group by user_id, video_id"
+).fetchnumpy().values()
+matrix = sp.csr_matrix((vals.astype(np.float32), (rows, cols)))
+with threadpool_limits(1, "blas"):
+    model = AlternatingLeastSquares(factors={factors}, regularization={regularization},
+                                    iterations={iterations}, random_state=42,
+                                    num_threads={threads}, calculate_training_loss=False)
+    model.fit(matrix, show_progress=False)
+print(f"SECONDS {{time.perf_counter() - started:.3f}}")
+"""
+
+PANDAS_PIPELINE = Path(__file__).resolve().parents[1] / "benchmarks" / "pandas_pipeline.py"
+
+
 def _seconds(output: str) -> float:
     found = re.findall(r"SECONDS ([0-9.]+)", output)
     if found:
@@ -112,13 +146,28 @@ def _floor(data: Path, threads: int) -> dict[str, float]:
     scan_s = _seconds(out)
     _, als_rss, out = _run_measured(["-c", als, str(data)])
     fit_s = _seconds(out)
+    aggregation = _AGGREGATION_FLOOR.format(
+        columns=INTERACTION_COLUMNS, threads=threads, alpha=params.confidence_alpha, **settings
+    )
+    aggregation_wall, aggregation_rss, _ = _run_measured(["-c", aggregation, str(data)])
     return {
         "scan_seconds": scan_s,
         "als_fit_seconds": fit_s,
         "floor_seconds": scan_s + fit_s,
         "scan_peak_rss_mb": scan_rss,
         "als_peak_rss_mb": als_rss,
+        "aggregation_floor_seconds": aggregation_wall,
+        "aggregation_floor_peak_rss_mb": aggregation_rss,
     }
+
+
+def _pandas_pipeline(data: Path, threads: int) -> dict[str, float]:
+    """The seed's pipeline in pandas, when the checkout's benchmarks/ folder is there."""
+    if not PANDAS_PIPELINE.is_file():
+        log.info("no %s (an installed package): the pandas yardstick is left out", PANDAS_PIPELINE)
+        return {}
+    wall, rss, _ = _run_measured([str(PANDAS_PIPELINE), str(data), "--threads", str(threads)])
+    return {"pandas_seconds": wall, "pandas_peak_rss_mb": rss}
 
 
 def _lookup_latency_ms(db: Path, n: int = 200) -> float:
@@ -158,6 +207,8 @@ def run_scale(scale: float, out: Path, threads: int, memory_limit: str | None) -
     sizes = {p.name: p.stat().st_size for p in data.glob("*.csv")}
     log.info("scale %s: floor (bare scan + bare ALS fit)", scale)
     floor = _floor(data, threads)
+    log.info("scale %s: the seed's pipeline in pandas", scale)
+    pandas = _pandas_pipeline(data, threads)
     db = out / f"bench-{scale}.duckdb"
     db.unlink(missing_ok=True)
     build_args = [
@@ -199,9 +250,13 @@ def run_scale(scale: float, out: Path, threads: int, memory_limit: str | None) -
         "scale": scale,
         "csv_bytes": sum(sizes.values()),
         **floor,
+        **pandas,
         "build_seconds": wall,
         "build_peak_rss_mb": rss,
         "build_over_floor": wall / floor["floor_seconds"],
+        "build_over_aggregation_floor": wall / floor["aggregation_floor_seconds"],
+        "build_over_pandas": wall / pandas["pandas_seconds"] if pandas else None,
+        "build_rss_over_pandas": rss / pandas["pandas_peak_rss_mb"] if pandas else None,
         "noop_rebuild_seconds": noop_wall,
         "lookup_median_ms": _lookup_latency_ms(db),
         "db_bytes": db.stat().st_size,
@@ -226,6 +281,23 @@ def _markdown(results: list[dict], machine: str) -> str:
             f"{r['build_over_floor']:.2f} | {r['build_peak_rss_mb']:.0f} | "
             f"{r['noop_rebuild_seconds']:.2f} | {r['lookup_median_ms']:.2f} | "
             f"{r['db_bytes'] / 1e6:.0f} |"
+        )
+    lines += [
+        "",
+        "| scale | aggregation floor s | build / aggregation floor | pandas pipeline s | "
+        "pandas peak RSS MB | build / pandas (time) | build / pandas (peak RSS) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        pandas = (
+            f"{r['pandas_seconds']:.1f} | {r['pandas_peak_rss_mb']:.0f} | "
+            f"{r['build_over_pandas']:.2f} | {r['build_rss_over_pandas']:.2f}"
+            if r.get("pandas_seconds")
+            else "- | - | - | -"
+        )
+        lines.append(
+            f"| {r['scale']} | {r['aggregation_floor_seconds']:.1f} | "
+            f"{r['build_over_aggregation_floor']:.2f} | {pandas} |"
         )
     by_scale = sorted(results, key=lambda r: r["scale"])
     if len(by_scale) >= 2:

@@ -23,6 +23,14 @@ def test_bench_measures_floor_build_noop_and_growth(tmp_path):
         assert 0 < r["lookup_median_ms"] < 1000
         assert {"int_big_matrix_events", "int_train_interactions"} <= set(r["stage_seconds"])
         assert {"popularity", "als"} == set(r["model_seconds"])
+        # the yardsticks of the same run: the aggregation floor and the pandas pipeline
+        assert r["aggregation_floor_seconds"] > 0 and r["aggregation_floor_peak_rss_mb"] > 50
+        assert r["build_over_aggregation_floor"] == (
+            r["build_seconds"] / r["aggregation_floor_seconds"]
+        )
+        assert r["pandas_seconds"] > 0 and r["pandas_peak_rss_mb"] > 50
+        assert r["build_over_pandas"] == r["build_seconds"] / r["pandas_seconds"]
+        assert r["build_rss_over_pandas"] == r["build_peak_rss_mb"] / r["pandas_peak_rss_mb"]
     # the full catalogue at every scale: twice the users, about twice the data
     sizes = {
         scale: (out / f"data-{scale}-full-catalogue" / "big_matrix.csv").stat().st_size
@@ -31,4 +39,5 @@ def test_bench_measures_floor_build_noop_and_growth(tmp_path):
     assert 1.6 < sizes[0.02] / sizes[0.01] < 2.4
     markdown = (out / "bench.md").read_text()
     assert "| 0.02 |" in markdown and "Growth 0.01 -> 0.02:" in markdown
+    assert "build / pandas (time)" in markdown
     assert markdown in result.stdout
