@@ -27,7 +27,7 @@ from typing import Any
 
 import duckdb
 
-from kuairec_db import __version__, hooks, sources, stages
+from kuairec_db import __version__, hooks, sources, stages, validate
 from kuairec_db.errors import UserError
 from kuairec_db.schema import SOURCES
 
@@ -66,6 +66,8 @@ class BuildParams:
     config: Path | None = None  # model settings file; None: models/settings.toml if present
 
     def validate(self) -> None:
+        if self.models is not None and not self.models:
+            raise UserError("--models names no model; give at least one, e.g. --models als")
         if self.label not in LABELS:
             raise UserError(f"--label must be one of {', '.join(LABELS)}, not {self.label!r}")
         if self.top_n < 1:
@@ -555,8 +557,7 @@ def build(params: BuildParams) -> BuildResult:
     target = params.db.expanduser().resolve()
     if not target.parent.is_dir():
         raise UserError(f"{target.parent}: no such folder for the database")
-    if target.is_dir():
-        raise UserError(f"{target}: is a folder; --db takes a file path")
+    validate.check_build_target(target, str(params.db))
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
     models = _select_models(params)

@@ -58,7 +58,11 @@ def register_build(sub) -> None:
         description="Load, clean and evaluate KuaiRec, train the models, and write one DuckDB "
         "file.\n\nData: --data PATH (a folder of the CSVs, a folder holding 'KuaiRec 2.0/data',\n"
         "or KuaiRec.zip); else $KUAIREC_DATA, ./KuaiRec 2.0/data, ./KuaiRec/data, ./KuaiRec.zip;\n"
-        "else a synthetic demo dataset (announced loudly and recorded in build_info).",
+        "else a synthetic demo dataset (announced loudly and recorded in build_info).\n\n"
+        "--db PATH is written only when PATH is missing or holds a database this project\n"
+        "built (it has build_info); any other file there (a CSV, a SQLite or DuckDB database\n"
+        "of your own) is refused and left as it was. To replace such a file on purpose,\n"
+        "remove it first (rm PATH) or choose another --db.",
         epilog="examples:\n  python -m kuairec_db build\n"
         "  python -m kuairec_db build --data KuaiRec.zip --label ratio --label-threshold 2\n"
         "  python -m kuairec_db build --models popularity,als --set als.factors=64",
