@@ -82,8 +82,7 @@ class BuildParams:
             raise UserError("--demo-scale must be in (0, 1]")
         if self.bootstrap_replicates < 1:
             raise UserError("--bootstrap must be at least 1")
-        if self.threads < 1:
-            raise UserError("--threads must be at least 1")
+        validate.check_threads(self.threads)
 
     def sql_variables(self) -> dict[str, Any]:
         return {
@@ -130,7 +129,7 @@ def _temp_paths(target: Path) -> tuple[Path, Path]:
 
 def acquire_lock(target: Path):
     path = _lock_path(target)
-    fh = open(path, "a+")
+    fh = os.fdopen(validate.open_beside(path), "r+")  # a planted link is refused, not followed
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -155,7 +154,7 @@ def remove_leftovers(target: Path) -> list[Path]:
     removed = []
     for pattern in (f".{target.name}.building-*", f".{target.name}.work-*"):
         for path in target.parent.glob(pattern):
-            if path.is_dir():
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
@@ -166,16 +165,30 @@ def remove_leftovers(target: Path) -> list[Path]:
 # ---------------------------------------------------------------------------------------------
 # Errors from DuckDB while reading the CSVs -> one line naming the file, line and column
 
+MAX_LINE_BYTES = 2_000_000  # DuckDB's read_csv max_line_size default
+MAX_ID = 2**31 - 1  # ids are read as INTEGER
+
 
 def csv_error_message(exc: duckdb.Error, src: sources.DataSource, source: str) -> str:
     text = str(exc)
     display = src.display[source]
+    read = src.files.get(source)
     file_match = re.search(r"^\s*file = (.+)$", text, flags=re.M)
     if file_match:
         path = file_match.group(1).strip()
         for name, read_path in src.files.items():
             if str(read_path) == path:
-                display = src.display[name]
+                display, read = src.display[name], read_path
+    if read is not None and re.search(
+        r"Maximum line size|unterminated quote|Parallel CSV Reader", text
+    ):
+        # a line longer than DuckDB's limit: worded as such wherever DuckDB noticed it
+        long_line = sources.find_long_line(read, MAX_LINE_BYTES)
+        if long_line is not None:
+            return (
+                f"{display}: line {long_line}: longer than {MAX_LINE_BYTES // 1_000_000} MB, "
+                "far more than any KuaiRec row (a damaged file, or a quote that never closes)"
+            )
     where = ""
     line_match = re.search(r"CSV Error on Line: (\d+)", text)
     if line_match:
@@ -193,7 +206,15 @@ def csv_error_message(exc: duckdb.Error, src: sources.DataSource, source: str) -
             "DOUBLE": "a number",
             "TIMESTAMP": "a timestamp like 2020-07-05 00:08:23.438",
         }
-        reason = f' column {column}: "{value[:60]}" is not {expected.get(type_name, type_name)}'
+        if type_name == "INTEGER" and re.fullmatch(r"[+-]?\d+", value.strip()):
+            # only ids are read as INTEGER (schema.py)
+            reason = (
+                f" column {column}: {value.strip()[:60]} is out of range "
+                f"(an id is an integer from 0 to {MAX_ID:,})"
+            )
+        else:
+            kind = expected.get(type_name, type_name)
+            reason = f' column {column}: "{value[:60]}" is not {kind}'
     else:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         reason_line = next(
@@ -235,8 +256,17 @@ def _csv_view_sql(source: str, path: Path, header: list[str]) -> str:
         f"'{col.replace(chr(39), chr(39) * 2)}': '{types.get(col, 'VARCHAR')}'" for col in header
     )
     quoted = str(path).replace("'", "''")
+    # ids are read as INTEGER and must not be negative: a negative one stops the build
+    guards = ", ".join(
+        f"case when {col} < 0 then error('column {col}: ' || {col} || ' is negative (ids are "
+        f"non-negative integers)') else {col} end as {col}"
+        for col in header
+        if types.get(col) == "INTEGER"
+    )
+    columns_sql = f"* replace ({guards})" if guards else "*"
     return (
-        f"create or replace temp view src_{source} as select * from read_csv('{quoted}', "
+        f"create or replace temp view src_{source} as select {columns_sql} "
+        f"from read_csv('{quoted}', "
         f"columns = {{{columns}}}, auto_detect = false, header = true, delim = ',', "
         f"quote = '\"', escape = '\"', strict_mode = true)"
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 
+from kuairec_db import validate
 from kuairec_db.build import LABELS, BuildParams, build
 from kuairec_db.errors import UserError
 
@@ -196,8 +197,7 @@ def run_build(args) -> int:
 
 def connect_read_only(db: str) -> duckdb.DuckDBPyConnection:
     path = Path(db)
-    if not path.is_file():
-        raise UserError(f"{db}: no database here; build it first: python -m kuairec_db build")
+    validate.check_database_file(path, db)
     try:
         return duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
@@ -401,6 +401,7 @@ def _scale_list(text: str) -> list[float]:
 def run_bench(args) -> int:
     from kuairec_db.bench import bench
 
+    validate.check_threads(args.threads)
     bench(args.scales, args.out, args.threads, args.memory_limit)
     print((args.out / "bench.md").read_text(), end="")
     print(f"results: {args.out / 'bench.json'}")

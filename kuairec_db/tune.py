@@ -44,7 +44,7 @@ from typing import Any
 
 import duckdb
 
-from kuairec_db import build, hooks, stages
+from kuairec_db import build, hooks, stages, validate
 from kuairec_db.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -293,10 +293,10 @@ def tune(
     if metric not in METRICS:
         raise UserError(f"--metric must be one of {', '.join(METRICS)}, not {metric!r}")
     target = db.expanduser().resolve()
-    if not target.is_file():
-        raise UserError(f"{db}: no database here; build it first: python -m kuairec_db build")
+    validate.check_database_file(target, str(db))
     chosen_models = tunable_models(models)
     threads = threads or os.cpu_count() or 1
+    validate.check_threads(threads)
     started = time.perf_counter()
     tuned_at = datetime.now(timezone.utc).replace(tzinfo=None)
 

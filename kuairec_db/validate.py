@@ -115,12 +115,12 @@ def open_beside(path: Path, append: bool = False) -> int:
         flags |= os.O_APPEND
     try:
         fd = os.open(path, flags, 0o644)
-    except OSError as exc:
+    except OSError:
         if path.is_symlink():
             raise UserError(
                 f"{path}: a symbolic link where this program keeps its own file; remove it"
             ) from None
-        raise UserError(f"{path}: cannot open ({exc.strerror})") from None
+        raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise UserError(f"{path}: not a regular file where this program keeps its own file")
