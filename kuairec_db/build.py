@@ -37,6 +37,28 @@ STORAGE_VERSION = "v1.0.0"  # readable by DuckDB 1.0 and later (BI tools, duckdb
 LABELS = ("debiased", "ratio")
 
 
+# The type and range of each build parameter that is a number (the SQL reads them as
+# variables, the demo and the models as arguments), with the option that sets it; checked by
+# BuildParams.validate before any work starts.
+PARAMETER_TYPES: dict[str, tuple[str, validate.Setting]] = {
+    "demo_scale": ("--demo-scale", validate.Setting(float, 0, 1, low_open=True)),
+    "demo_seed": ("demo_seed", validate.Setting(int, 0)),
+    "top_n": ("--top-n", validate.Setting(int, 1, 10_000)),
+    "label_threshold": ("--label-threshold", validate.Setting(float, 0)),
+    "label_quantile": (
+        "--label-quantile",
+        validate.Setting(float, 0, 1, low_open=True, high_open=True),
+    ),
+    "label_duration_buckets": ("label_duration_buckets", validate.Setting(int, 1, 1000)),
+    "tune_percent": ("tune_percent", validate.Setting(int, 1, 99)),
+    "popularity_prior_views": ("popularity_prior_views", validate.Setting(float, 0)),
+    "confidence_alpha": ("--confidence-alpha", validate.Setting(float, 0)),
+    "watch_ratio_cap": ("watch_ratio_cap", validate.Setting(float, 0, low_open=True)),
+    "seed": ("seed", validate.Setting(int, 0)),
+    "bootstrap_replicates": ("--bootstrap", validate.Setting(int, 1, 100_000)),
+}
+
+
 @dataclass
 class BuildParams:
     """Every setting of a build; all of them end up in build_info."""
@@ -70,18 +92,12 @@ class BuildParams:
             raise UserError("--models names no model; give at least one, e.g. --models als")
         if self.label not in LABELS:
             raise UserError(f"--label must be one of {', '.join(LABELS)}, not {self.label!r}")
-        if self.top_n < 1:
-            raise UserError("--top-n must be at least 1")
+        for name, (option, setting) in PARAMETER_TYPES.items():
+            setattr(self, name, setting.convert(getattr(self, name), option))
         if not self.k or any(k < 1 for k in self.k):
             raise UserError("--k takes positive cutoffs, e.g. --k 5,10,20,50")
         if max(self.k) > self.top_n:
             raise UserError(f"--k {max(self.k)} is above --top-n {self.top_n}: rank more videos")
-        if not 0 < self.label_quantile < 1:
-            raise UserError("--label-quantile must be between 0 and 1")
-        if self.demo_scale <= 0 or self.demo_scale > 1:
-            raise UserError("--demo-scale must be in (0, 1]")
-        if self.bootstrap_replicates < 1:
-            raise UserError("--bootstrap must be at least 1")
         validate.check_threads(self.threads)
 
     def sql_variables(self) -> dict[str, Any]:
@@ -321,28 +337,15 @@ def load_settings_file(path: Path | None) -> tuple[Path | None, dict[str, dict[s
     return path, data
 
 
-def _convert(default: Any, value: Any, where: str) -> Any:
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("true", "1", "yes"):
-            return True
-        if text in ("false", "0", "no"):
-            return False
-        raise UserError(f"{where}: expected true or false, got {value!r}")
-    try:
-        return type(default)(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{where}: expected {type(default).__name__}, got {value!r}") from None
-
-
 def _model_settings(
     model: hooks.Model, from_file: dict[str, Any], overrides: dict[str, Any], file: Path | None
 ) -> dict[str, Any]:
-    """DEFAULTS of the model, then the settings file, then --set."""
+    """DEFAULTS of the model, then the settings file, then --set; each value checked against
+    the type and range the model declares (hooks.model_setting_types)."""
     settings = hooks.model_defaults(model)
+    types = hooks.model_setting_types(model)
     known = ", ".join(settings) or "none"
+    origins = {key: f"{model.path.name} DEFAULTS" for key in settings}
     for origin, values in ((str(file), from_file), ("--set", overrides)):
         unknown = [k for k in values if k not in settings]
         if unknown:
@@ -350,9 +353,12 @@ def _model_settings(
                 f"{origin}: model {model.name} has no setting {', '.join(unknown)} "
                 f"(it has: {known})"
             )
-        for key, value in values.items():
-            settings[key] = _convert(settings[key], value, f"{origin}: {model.name}.{key}")
-    return settings
+        settings.update(values)
+        origins.update({key: origin for key in values})
+    return {
+        key: types[key].convert(value, f"{origins[key]}: {model.name}.{key}")
+        for key, value in settings.items()
+    }
 
 
 def apply_comments(con: duckdb.DuckDBPyConnection, catalog_file: Path = stages.CATALOG_FILE):
@@ -397,10 +403,10 @@ def _run_stage(
     }.get(stage.kind, "create or replace view")
     try:
         con.execute(f"{create} {stage.name} as {body}")
-    except (duckdb.OutOfMemoryException, duckdb.IOException):
-        raise  # resources, not the file's content: build() words these
+    except (duckdb.OutOfMemoryException, duckdb.IOException, duckdb.InterruptException):
+        raise  # resources or Ctrl-C, not the file's content: build() and the CLI word these
     except duckdb.Error as exc:
-        if src is not None and source in SOURCES:
+        if src is not None and source in SOURCES and not disk_full(exc):
             raise UserError(csv_error_message(exc, src, source)) from None
         raise
     seconds = time.perf_counter() - started
@@ -592,6 +598,13 @@ def build(params: BuildParams) -> BuildResult:
     started = time.perf_counter()
     models = _select_models(params)
     settings_file, file_settings = load_settings_file(params.config)
+    available = hooks.discover()
+    strays = [name for name in file_settings if name not in available]
+    if strays:
+        raise UserError(
+            f"{settings_file}: section(s) [{'], ['.join(strays)}] name no model "
+            f"(models: {', '.join(available)})"
+        )
     model_settings = {
         m.name: _model_settings(
             m, file_settings.get(m.name, {}), params.settings.get(m.name, {}), settings_file
@@ -747,8 +760,8 @@ def build(params: BuildParams) -> BuildResult:
         raise hooks.out_of_memory(
             exc, f"building {target.name}", memory_in_use, "the previous database is intact"
         ) from None
-    except (duckdb.IOException, OSError) as exc:
-        if "No space left" not in str(exc) and getattr(exc, "errno", None) != errno.ENOSPC:
+    except (duckdb.Error, OSError) as exc:
+        if not disk_full(exc):
             raise
         raise UserError(
             f"disk full while building {target.name} in {target.parent} ({_first_line(exc)}); "
@@ -764,6 +777,11 @@ def build(params: BuildParams) -> BuildResult:
             leftover.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
         lock.close()
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether EXC (from DuckDB, of whatever class, or the OS) says the disk is full."""
+    return "No space left" in str(exc) or getattr(exc, "errno", None) == errno.ENOSPC
 
 
 def _first_line(exc: BaseException) -> str:

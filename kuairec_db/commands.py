@@ -228,6 +228,7 @@ def run_recommend(args) -> int:
     ]
     if args.model not in models:
         raise UserError(f"no model {args.model!r} in {args.db}; it has: {', '.join(models)}")
+    _check_n(con, args)
     rows = con.execute(
         """
         select rank, video_id, score, coalesce(first_level_category_name, '-'),
@@ -253,6 +254,19 @@ def run_recommend(args) -> int:
         secs = f"{seconds:.1f}" if seconds is not None else "-"
         print(f"{rank:>4}  {video_id:>6}  {score:>8.4f}  {category[:12]:<12} {secs:>6}  {caption}")
     return 0
+
+
+def _check_n(con: duckdb.DuckDBPyConnection, args) -> None:
+    """--n from 1 to the videos per user the database holds (its build's --top-n)."""
+    row = con.execute("select value from build_info where key = 'param.top_n'").fetchone()
+    top_n = int(row[0]) if row else None
+    if args.n < 1:
+        raise UserError(f"--n {args.n}: must be at least 1")
+    if top_n is not None and args.n > top_n:
+        raise UserError(
+            f"--n {args.n}: {args.db} holds {top_n} videos per user (its build's --top-n); "
+            f"ask for at most {top_n}, or rebuild with --top-n {args.n}"
+        )
 
 
 def register_metrics(sub) -> None:

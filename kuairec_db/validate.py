@@ -146,13 +146,15 @@ def check_threads(threads: int, option: str = "--threads") -> None:
 @dataclass(frozen=True)
 class Setting:
     """The type and range of one setting: a value of TYPE from LOW to HIGH (inclusive; None =
-    unbounded; low_open=True excludes LOW), or one of WORDS. Floats must be finite."""
+    unbounded; low_open / high_open exclude LOW / HIGH), or one of WORDS. Numbers must be
+    finite."""
 
     type: type
     low: float | None = None
     high: float | None = None
     words: tuple[str, ...] = ()
     low_open: bool = False
+    high_open: bool = False
 
     def describe(self) -> str:
         if self.type is bool:
@@ -163,12 +165,16 @@ class Setting:
         if self.type in (int, float):
             kind = "an integer" if self.type is int else "a number"
             if self.low is not None and self.high is not None:
-                left = "above" if self.low_open else "from"
-                parts.append(f"{kind} {left} {self.low:g} to {self.high:g}")
+                if not self.low_open and not self.high_open:
+                    parts.append(f"{kind} from {self.low:g} to {self.high:g}")
+                else:
+                    left = "above" if self.low_open else "of at least"
+                    right = "below" if self.high_open else "at most"
+                    parts.append(f"{kind} {left} {self.low:g} and {right} {self.high:g}")
             elif self.low is not None:
                 parts.append(f"{kind} {'above' if self.low_open else 'of at least'} {self.low:g}")
             elif self.high is not None:
-                parts.append(f"{kind} of at most {self.high:g}")
+                parts.append(f"{kind} {'below' if self.high_open else 'of at most'} {self.high:g}")
             else:
                 parts.append(f"a finite {kind.split()[-1]}")
         parts += [repr(w) for w in self.words]
@@ -178,8 +184,10 @@ class Setting:
         """VALUE (from TOML, --set text or the command line) as this setting's type, or a
         UserError naming WHERE and what is expected."""
         expected = self.describe()
-        if isinstance(value, str) and value.strip() in self.words:
-            return value.strip()
+        if isinstance(value, str):
+            word = {w.lower(): w for w in self.words}.get(value.strip().lower())
+            if word is not None:
+                return word
         if self.type is bool:
             if isinstance(value, bool):
                 return value
@@ -206,7 +214,9 @@ class Setting:
         below = self.low is not None and (
             number <= self.low if self.low_open else number < self.low
         )
-        above = self.high is not None and number > self.high
+        above = self.high is not None and (
+            number >= self.high if self.high_open else number > self.high
+        )
         if below or above:
             raise UserError(f"{where}: expected {expected}, got {value!r}")
         return number
