@@ -19,10 +19,13 @@ from tests.conftest import run_cli
 
 
 def snapshot(*folders: Path) -> dict[str, str]:
-    """SHA-256 of every file (and the target of every link) under the folders, by path."""
+    """SHA-256 of every file (and the target of every link) under the folders, by path; the
+    build's own lock file (``.NAME.lock``, left in place by design) is not the user's."""
     out = {}
     for folder in folders:
         for path in sorted(folder.rglob("*")):
+            if path.name.startswith(".") and path.name.endswith(".lock"):
+                continue
             if path.is_symlink():
                 out[str(path)] = "link:" + str(path.readlink())
             elif path.is_file():
@@ -130,4 +133,230 @@ def test_empty_model_list_is_an_error(models, tmp_path, data, previous_db):
     before = snapshot(tmp_path)
     result = run_cli("build", "--data", str(data), "--db", str(previous_db), "--models", models)
     assert_refused(result, "--models", "no model")
+    assert snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Resources
+
+
+@pytest.mark.parametrize("command", ["build", "tune", "exposure-study"])
+def test_absurd_thread_counts_are_refused(command, tmp_path, data, previous_db):
+    before = snapshot(tmp_path)
+    extra = ["--data", str(data)] if command == "build" else []
+    result = run_cli(command, "--db", str(previous_db), *extra, "--threads", "100000", timeout=60)
+    assert_refused(result, "--threads 100000", "per core")
+    assert snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrong or unhelpful messages
+
+
+@pytest.mark.parametrize(
+    ("n", "fragment"),
+    [("0", "at least 1"), ("-3", "at least 1"), ("500", "holds 100 videos per user")],
+)
+def test_recommend_n_outside_what_the_database_holds(n, fragment, tmp_path, previous_db):
+    before = snapshot(tmp_path)
+    result = run_cli("recommend", "14", "--db", str(previous_db), "--model", "popularity", "--n", n)
+    assert_refused(result, f"--n {n}", fragment)
+    assert snapshot(tmp_path) == before
+
+
+def _nth_line(data: bytes, n: int, edit) -> bytes:
+    lines = data.split(b"\n")
+    lines[n - 1] = edit(lines[n - 1])
+    return b"\n".join(lines)
+
+
+def _first_field(line: bytes, value: bytes) -> bytes:
+    return value + line[line.index(b",") :]
+
+
+def _second_field(line: bytes, value: bytes) -> bytes:
+    fields = line.split(b",")
+    return b",".join([fields[0], value, *fields[2:]])
+
+
+def _big_quoted_caption(line: bytes) -> bytes:
+    video_id, _, rest = line.partition(b",")
+    return video_id + b',"' + b"z" * 50_000_000 + b'",' + rest.split(b",", 1)[1]
+
+
+BAD_FILES = {
+    "header_over_128_kib": (
+        "small_matrix.csv",
+        lambda b: _nth_line(b, 1, lambda ln: ln + b"," + b"x" * 200_000),
+        ["line 1", "header is longer than 64 KiB"],
+    ),
+    "repeated_column": (
+        "small_matrix.csv",
+        lambda b: _nth_line(b, 1, lambda ln: ln + b",user_id"),
+        ["line 1", "user_id appear more than once"],
+    ),
+    "quoted_field_of_50_mb": (
+        "kuairec_caption_category.csv",
+        lambda b: _nth_line(b, 3, _big_quoted_caption),
+        ["line 3", "longer than 2 MB"],
+    ),
+    "unquoted_line_of_50_mb": (
+        "big_matrix.csv",
+        lambda b: _nth_line(b, 4, lambda ln: ln + b"9" * 50_000_000),
+        ["line 4", "longer than 2 MB"],
+    ),
+    "line_of_3_mb": (
+        "big_matrix.csv",
+        lambda b: _nth_line(b, 4, lambda ln: ln + b"9" * 3_000_000),
+        ["line 4", "longer than 2 MB"],
+    ),
+    "id_out_of_range": (
+        "big_matrix.csv",
+        lambda b: _nth_line(b, 4, lambda ln: _first_field(ln, b"3000000000")),
+        ["line 4", "column user_id", "3000000000 is out of range"],
+    ),
+    "negative_user_id": (
+        "big_matrix.csv",
+        lambda b: _nth_line(b, 4, lambda ln: _first_field(ln, b"-5")),
+        ["column user_id", "-5 is negative"],
+    ),
+    "negative_video_id": (
+        "small_matrix.csv",
+        lambda b: _nth_line(b, 6, lambda ln: _second_field(ln, b"-7")),
+        ["column video_id", "-7 is negative"],
+    ),
+    "negative_id_in_a_stored_table": (
+        "user_features.csv",
+        lambda b: _nth_line(b, 2, lambda ln: _first_field(ln, b"-1")),
+        ["column user_id", "-1 is negative"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_file_gets_its_own_line(case, tmp_path, data, previous_db):
+    name, edit, fragments = BAD_FILES[case]
+    path = data / name
+    path.write_bytes(edit(path.read_bytes()))
+    before = snapshot(tmp_path)
+    result = run_cli("-q", "build", "--data", str(data), "--db", str(previous_db))
+    assert_refused(result, f"{name}:", *fragments)
+    assert snapshot(tmp_path) == before
+
+
+def test_zip_member_without_line_ends_is_not_read_whole(tmp_path, data, previous_db):
+    import zipfile
+
+    archive = tmp_path / "KuaiRec.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(data.iterdir()):
+            if path.name == "social_network.csv":
+                # 256 MiB without a line end, written in blocks (compresses to a few hundred KB)
+                with zf.open(f"KuaiRec 2.0/data/{path.name}", "w", force_zip64=True) as out:
+                    for _ in range(256):
+                        out.write(b"y" * (1 << 20))
+            else:
+                zf.write(path, f"KuaiRec 2.0/data/{path.name}")
+    shutil.rmtree(data)
+    before = snapshot(tmp_path)
+    result = run_cli("-q", "build", "--data", str(archive), "--db", str(previous_db))
+    assert_refused(result, "KuaiRec.zip:KuaiRec 2.0/data/social_network.csv", "line 1", "64 KiB")
+    assert snapshot(tmp_path) == before
+
+
+def test_blank_line_after_the_header_is_not_an_empty_file(tmp_path, data):
+    path = data / "small_matrix.csv"
+    plain = run_cli(
+        "build", "--data", str(data), "--db", str(tmp_path / "a.duckdb"), "--models", "popularity"
+    )
+    assert plain.returncode == 0, plain.stderr
+    path.write_bytes(_nth_line(path.read_bytes(), 2, lambda ln: b"\n" + ln))
+    blank = run_cli(
+        "build", "--data", str(data), "--db", str(tmp_path / "b.duckdb"), "--models", "popularity"
+    )
+    assert blank.returncode == 0, blank.stderr
+    counts = []
+    for name in ("a.duckdb", "b.duckdb"):
+        con = duckdb.connect(str(tmp_path / name), read_only=True)
+        counts.append(con.execute("select count(*) from int_ground_truth").fetchone()[0])
+        con.close()
+    assert counts[0] == counts[1] > 0
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path):
+    """A 3 MB tmpfs: the database of the demo cannot be written there."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_disk_full_names_the_target_folder_not_an_input_file(tiny_disk, tmp_path, data):
+    db = tiny_disk / "kuairec.duckdb"
+    before = snapshot(data)
+    result = run_cli("-q", "build", "--data", str(data), "--db", str(db), "--models", "popularity")
+    line = assert_refused(result, "disk full", str(tiny_disk))
+    assert ".csv" not in line.split("(")[0], line
+    assert snapshot(data) == before
+    assert sorted(p.name for p in tiny_disk.iterdir()) == [".kuairec.duckdb.lock"]
+
+
+def test_ctrl_c_inside_a_duckdb_query_is_interrupted_130(tmp_path, data, previous_db):
+    import signal
+    import subprocess
+    import sys
+
+    before = snapshot(tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kuairec_db",
+            "build",
+            "--data",
+            str(data),
+            "--db",
+            str(previous_db),
+            "--force",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("evaluation views"):  # from here on DuckDB does the work
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.stderr.read()
+    proc.wait(timeout=120)
+    lines = rest.strip().splitlines()
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert lines[-1] == "error: interrupted", rest
+    assert "internal error" not in rest and "Traceback" not in rest
+    assert snapshot(tmp_path) == before
+
+
+def test_exposure_study_busy_line_says_busy_once(tmp_path, previous_db):
+    import fcntl
+
+    before = snapshot(tmp_path)
+    lock = tmp_path / ".kuairec.duckdb.lock"
+    with open(lock, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run_cli("exposure-study", "--db", str(previous_db), timeout=60)
+    line = assert_refused(result, str(previous_db), "is busy")
+    assert line.count("is busy") == 1, line
+    lock.unlink()
     assert snapshot(tmp_path) == before
