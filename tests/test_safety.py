@@ -360,3 +360,142 @@ def test_exposure_study_busy_line_says_busy_once(tmp_path, previous_db):
     assert line.count("is busy") == 1, line
     lock.unlink()
     assert snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings that used to be accepted but wrong
+
+BAD_SETTINGS = {
+    "als_factors_negative": (["--set", "als.factors=-4"], "als.factors"),
+    "als_factors_zero": (["--set", "als.factors=0"], "als.factors"),
+    "als_iterations_negative": (["--set", "als.iterations=-1"], "als.iterations"),
+    "als_regularization_nan": (["--set", "als.regularization=nan"], "als.regularization"),
+    "hybrid_l2_text": (["--set", "hybrid.l2=abc"], "hybrid.l2"),
+    "ease_dtype": (["--set", "ease.dtype=float16"], "ease.dtype"),
+    "itemknn_b_above_one": (["--set", "itemknn.B=2"], "itemknn.B"),
+    "bpr_fit_threads_huge": (["--set", "bpr.fit_threads=100000"], "bpr.fit_threads"),
+    "confidence_alpha_nan": (["--confidence-alpha", "nan"], "--confidence-alpha"),
+    "confidence_alpha_minus_inf": (["--confidence-alpha=-inf"], "--confidence-alpha"),
+    "label_threshold_nan": (["--label-threshold", "nan"], "--label-threshold"),
+    "demo_scale_nan": (["--demo", "--demo-scale", "nan"], "--demo-scale"),
+    "label_quantile_one": (["--label-quantile", "1"], "--label-quantile"),
+    "bootstrap_zero": (["--bootstrap", "0"], "--bootstrap"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SETTINGS))
+def test_bad_setting_is_refused_before_any_work(case, tmp_path, data, previous_db):
+    args, named = BAD_SETTINGS[case]
+    if "--demo" not in args:
+        args = ["--data", str(data), *args]
+    before = snapshot(tmp_path)
+    result = run_cli("build", "--db", str(previous_db), *args)
+    assert_refused(result, named, "expected")
+    assert snapshot(tmp_path) == before
+
+
+def test_config_section_for_a_model_that_does_not_exist(tmp_path, data, previous_db):
+    config = tmp_path / "settings.toml"
+    config.write_text("[als]\nfactors = 16\n\n[alz]\nfactors = 16\n")
+    before = snapshot(tmp_path)
+    result = run_cli(
+        "build", "--data", str(data), "--db", str(previous_db), "--config", str(config)
+    )
+    assert_refused(result, str(config), "[alz]", "name no model")
+    assert snapshot(tmp_path) == before
+
+
+def test_settings_file_values_are_range_checked(tmp_path, data, previous_db):
+    config = tmp_path / "settings.toml"
+    config.write_text("[als]\nfactors = 0\n")
+    before = snapshot(tmp_path)
+    result = run_cli(
+        "build", "--data", str(data), "--db", str(previous_db), "--config", str(config)
+    )
+    assert_refused(result, str(config), "als.factors", "from 1 to 4096", "got 0")
+    assert snapshot(tmp_path) == before
+
+
+def test_every_python_model_declares_each_setting():
+    from kuairec_db import hooks
+
+    for model in hooks.discover().values():
+        if model.is_sql:
+            continue
+        module = hooks.load_module(model)
+        assert set(module.SETTING_TYPES) == set(module.DEFAULTS), model.name
+        for key, value in module.DEFAULTS.items():
+            assert module.SETTING_TYPES[key].convert(value, key) == value, (model.name, key)
+
+
+def test_setting_declaration_checks_type_and_range():
+    from kuairec_db.errors import UserError
+    from kuairec_db.validate import Setting
+
+    assert Setting(int, 1, 10).convert("3", "x") == 3
+    assert Setting(float, 0, words=("auto",)).convert("AUTO", "x") == "auto"
+    assert Setting(bool).convert("yes", "x") is True
+    for setting, value in [
+        (Setting(int, 1, 10), "11"),
+        (Setting(int, 1, 10), "2.5"),
+        (Setting(float, 0, low_open=True), 0),
+        (Setting(float), "inf"),
+        (Setting(float), True),
+        (Setting(str, words=("a", "b")), "c"),
+    ]:
+        with pytest.raises(UserError, match="^x: expected"):
+            setting.convert(value, "x")
+
+
+# ---------------------------------------------------------------------------------------------
+# Files the project writes beside the database
+
+
+def test_planted_lock_link_is_refused_and_its_target_kept(tmp_path, data, previous_db):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    link = tmp_path / ".kuairec.duckdb.lock"
+    link.symlink_to(victim)
+    before = snapshot(tmp_path)
+    result = run_cli("build", "--data", str(data), "--db", str(previous_db))
+    assert_refused(result, str(link), "symbolic link")
+    assert snapshot(tmp_path) == before
+    assert link.is_symlink() and victim.read_text() == "precious\n"
+
+
+def test_planted_part_link_is_refused_and_its_target_kept(tmp_path):
+    source = tmp_path / "source.zip"
+    source.write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    md5 = hashlib.md5(source.read_bytes()).hexdigest()
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"precious")
+    dest = tmp_path / "dl"
+    dest.mkdir()
+    link = dest / "KuaiRec.zip.part"
+    link.symlink_to(victim)
+    before = snapshot(tmp_path)
+    result = run_cli("download", "--to", str(dest), "--url", source.as_uri(), "--md5", md5)
+    assert_refused(result, str(link), "symbolic link")
+    assert snapshot(tmp_path) == before
+    assert victim.read_bytes() == b"precious"
+
+
+READERS = {
+    "recommend": ["recommend", "14"],
+    "metrics": ["metrics"],
+    "report": ["report", "--out", "REPORT"],
+    "tune": ["tune"],
+    "exposure-study": ["exposure-study"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(READERS))
+def test_readers_refuse_a_sqlite_file_before_connecting(command, tmp_path):
+    db = _sqlite_db(tmp_path / "mine.db")
+    args = [str(tmp_path / "report.html") if a == "REPORT" else a for a in READERS[command]]
+    before = snapshot(tmp_path)
+    # no network: an attempt to install DuckDB's sqlite extension would fail loudly, not hang
+    env = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    result = run_cli(*args, "--db", str(db), env=env, timeout=60)
+    assert_refused(result, str(db), "a SQLite database", "not a DuckDB database")
+    assert snapshot(tmp_path) == before
