@@ -27,7 +27,7 @@ from typing import Any
 
 import duckdb
 
-from kuairec_db import __version__, hooks, sources, stages
+from kuairec_db import __version__, hooks, sources, stages, validate
 from kuairec_db.errors import UserError
 from kuairec_db.schema import SOURCES
 
@@ -35,6 +35,28 @@ log = logging.getLogger(__name__)
 
 STORAGE_VERSION = "v1.0.0"  # readable by DuckDB 1.0 and later (BI tools, duckdb-cli 1.5)
 LABELS = ("debiased", "ratio")
+
+
+# The type and range of each build parameter that is a number (the SQL reads them as
+# variables, the demo and the models as arguments), with the option that sets it; checked by
+# BuildParams.validate before any work starts.
+PARAMETER_TYPES: dict[str, tuple[str, validate.Setting]] = {
+    "demo_scale": ("--demo-scale", validate.Setting(float, 0, 1, low_open=True)),
+    "demo_seed": ("demo_seed", validate.Setting(int, 0)),
+    "top_n": ("--top-n", validate.Setting(int, 1, 10_000)),
+    "label_threshold": ("--label-threshold", validate.Setting(float, 0)),
+    "label_quantile": (
+        "--label-quantile",
+        validate.Setting(float, 0, 1, low_open=True, high_open=True),
+    ),
+    "label_duration_buckets": ("label_duration_buckets", validate.Setting(int, 1, 1000)),
+    "tune_percent": ("tune_percent", validate.Setting(int, 1, 99)),
+    "popularity_prior_views": ("popularity_prior_views", validate.Setting(float, 0)),
+    "confidence_alpha": ("--confidence-alpha", validate.Setting(float, 0)),
+    "watch_ratio_cap": ("watch_ratio_cap", validate.Setting(float, 0, low_open=True)),
+    "seed": ("seed", validate.Setting(int, 0)),
+    "bootstrap_replicates": ("--bootstrap", validate.Setting(int, 1, 100_000)),
+}
 
 
 @dataclass
@@ -66,22 +88,17 @@ class BuildParams:
     config: Path | None = None  # model settings file; None: models/settings.toml if present
 
     def validate(self) -> None:
+        if self.models is not None and not self.models:
+            raise UserError("--models names no model; give at least one, e.g. --models als")
         if self.label not in LABELS:
             raise UserError(f"--label must be one of {', '.join(LABELS)}, not {self.label!r}")
-        if self.top_n < 1:
-            raise UserError("--top-n must be at least 1")
+        for name, (option, setting) in PARAMETER_TYPES.items():
+            setattr(self, name, setting.convert(getattr(self, name), option))
         if not self.k or any(k < 1 for k in self.k):
             raise UserError("--k takes positive cutoffs, e.g. --k 5,10,20,50")
         if max(self.k) > self.top_n:
             raise UserError(f"--k {max(self.k)} is above --top-n {self.top_n}: rank more videos")
-        if not 0 < self.label_quantile < 1:
-            raise UserError("--label-quantile must be between 0 and 1")
-        if self.demo_scale <= 0 or self.demo_scale > 1:
-            raise UserError("--demo-scale must be in (0, 1]")
-        if self.bootstrap_replicates < 1:
-            raise UserError("--bootstrap must be at least 1")
-        if self.threads < 1:
-            raise UserError("--threads must be at least 1")
+        validate.check_threads(self.threads)
 
     def sql_variables(self) -> dict[str, Any]:
         return {
@@ -128,7 +145,7 @@ def _temp_paths(target: Path) -> tuple[Path, Path]:
 
 def acquire_lock(target: Path):
     path = _lock_path(target)
-    fh = open(path, "a+")
+    fh = os.fdopen(validate.open_beside(path), "r+")  # a planted link is refused, not followed
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -153,7 +170,7 @@ def remove_leftovers(target: Path) -> list[Path]:
     removed = []
     for pattern in (f".{target.name}.building-*", f".{target.name}.work-*"):
         for path in target.parent.glob(pattern):
-            if path.is_dir():
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
@@ -164,16 +181,30 @@ def remove_leftovers(target: Path) -> list[Path]:
 # ---------------------------------------------------------------------------------------------
 # Errors from DuckDB while reading the CSVs -> one line naming the file, line and column
 
+MAX_LINE_BYTES = 2_000_000  # DuckDB's read_csv max_line_size default
+MAX_ID = 2**31 - 1  # ids are read as INTEGER
+
 
 def csv_error_message(exc: duckdb.Error, src: sources.DataSource, source: str) -> str:
     text = str(exc)
     display = src.display[source]
+    read = src.files.get(source)
     file_match = re.search(r"^\s*file = (.+)$", text, flags=re.M)
     if file_match:
         path = file_match.group(1).strip()
         for name, read_path in src.files.items():
             if str(read_path) == path:
-                display = src.display[name]
+                display, read = src.display[name], read_path
+    if read is not None and re.search(
+        r"Maximum line size|unterminated quote|Parallel CSV Reader", text
+    ):
+        # a line longer than DuckDB's limit: worded as such wherever DuckDB noticed it
+        long_line = sources.find_long_line(read, MAX_LINE_BYTES)
+        if long_line is not None:
+            return (
+                f"{display}: line {long_line}: longer than {MAX_LINE_BYTES // 1_000_000} MB, "
+                "far more than any KuaiRec row (a damaged file, or a quote that never closes)"
+            )
     where = ""
     line_match = re.search(r"CSV Error on Line: (\d+)", text)
     if line_match:
@@ -191,7 +222,15 @@ def csv_error_message(exc: duckdb.Error, src: sources.DataSource, source: str) -
             "DOUBLE": "a number",
             "TIMESTAMP": "a timestamp like 2020-07-05 00:08:23.438",
         }
-        reason = f' column {column}: "{value[:60]}" is not {expected.get(type_name, type_name)}'
+        if type_name == "INTEGER" and re.fullmatch(r"[+-]?\d+", value.strip()):
+            # only ids are read as INTEGER (schema.py)
+            reason = (
+                f" column {column}: {value.strip()[:60]} is out of range "
+                f"(an id is an integer from 0 to {MAX_ID:,})"
+            )
+        else:
+            kind = expected.get(type_name, type_name)
+            reason = f' column {column}: "{value[:60]}" is not {kind}'
     else:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         reason_line = next(
@@ -233,8 +272,17 @@ def _csv_view_sql(source: str, path: Path, header: list[str]) -> str:
         f"'{col.replace(chr(39), chr(39) * 2)}': '{types.get(col, 'VARCHAR')}'" for col in header
     )
     quoted = str(path).replace("'", "''")
+    # ids are read as INTEGER and must not be negative: a negative one stops the build
+    guards = ", ".join(
+        f"case when {col} < 0 then error('column {col}: ' || {col} || ' is negative (ids are "
+        f"non-negative integers)') else {col} end as {col}"
+        for col in header
+        if types.get(col) == "INTEGER"
+    )
+    columns_sql = f"* replace ({guards})" if guards else "*"
     return (
-        f"create or replace temp view src_{source} as select * from read_csv('{quoted}', "
+        f"create or replace temp view src_{source} as select {columns_sql} "
+        f"from read_csv('{quoted}', "
         f"columns = {{{columns}}}, auto_detect = false, header = true, delim = ',', "
         f"quote = '\"', escape = '\"', strict_mode = true)"
     )
@@ -289,28 +337,15 @@ def load_settings_file(path: Path | None) -> tuple[Path | None, dict[str, dict[s
     return path, data
 
 
-def _convert(default: Any, value: Any, where: str) -> Any:
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("true", "1", "yes"):
-            return True
-        if text in ("false", "0", "no"):
-            return False
-        raise UserError(f"{where}: expected true or false, got {value!r}")
-    try:
-        return type(default)(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{where}: expected {type(default).__name__}, got {value!r}") from None
-
-
 def _model_settings(
     model: hooks.Model, from_file: dict[str, Any], overrides: dict[str, Any], file: Path | None
 ) -> dict[str, Any]:
-    """DEFAULTS of the model, then the settings file, then --set."""
+    """DEFAULTS of the model, then the settings file, then --set; each value checked against
+    the type and range the model declares (hooks.model_setting_types)."""
     settings = hooks.model_defaults(model)
+    types = hooks.model_setting_types(model)
     known = ", ".join(settings) or "none"
+    origins = {key: f"{model.path.name} DEFAULTS" for key in settings}
     for origin, values in ((str(file), from_file), ("--set", overrides)):
         unknown = [k for k in values if k not in settings]
         if unknown:
@@ -318,9 +353,12 @@ def _model_settings(
                 f"{origin}: model {model.name} has no setting {', '.join(unknown)} "
                 f"(it has: {known})"
             )
-        for key, value in values.items():
-            settings[key] = _convert(settings[key], value, f"{origin}: {model.name}.{key}")
-    return settings
+        settings.update(values)
+        origins.update({key: origin for key in values})
+    return {
+        key: types[key].convert(value, f"{origins[key]}: {model.name}.{key}")
+        for key, value in settings.items()
+    }
 
 
 def apply_comments(con: duckdb.DuckDBPyConnection, catalog_file: Path = stages.CATALOG_FILE):
@@ -365,10 +403,10 @@ def _run_stage(
     }.get(stage.kind, "create or replace view")
     try:
         con.execute(f"{create} {stage.name} as {body}")
-    except (duckdb.OutOfMemoryException, duckdb.IOException):
-        raise  # resources, not the file's content: build() words these
+    except (duckdb.OutOfMemoryException, duckdb.IOException, duckdb.InterruptException):
+        raise  # resources or Ctrl-C, not the file's content: build() and the CLI word these
     except duckdb.Error as exc:
-        if src is not None and source in SOURCES:
+        if src is not None and source in SOURCES and not disk_full(exc):
             raise UserError(csv_error_message(exc, src, source)) from None
         raise
     seconds = time.perf_counter() - started
@@ -555,12 +593,18 @@ def build(params: BuildParams) -> BuildResult:
     target = params.db.expanduser().resolve()
     if not target.parent.is_dir():
         raise UserError(f"{target.parent}: no such folder for the database")
-    if target.is_dir():
-        raise UserError(f"{target}: is a folder; --db takes a file path")
+    validate.check_build_target(target, str(params.db))
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
     models = _select_models(params)
     settings_file, file_settings = load_settings_file(params.config)
+    available = hooks.discover()
+    strays = [name for name in file_settings if name not in available]
+    if strays:
+        raise UserError(
+            f"{settings_file}: section(s) [{'], ['.join(strays)}] name no model "
+            f"(models: {', '.join(available)})"
+        )
     model_settings = {
         m.name: _model_settings(
             m, file_settings.get(m.name, {}), params.settings.get(m.name, {}), settings_file
@@ -716,8 +760,8 @@ def build(params: BuildParams) -> BuildResult:
         raise hooks.out_of_memory(
             exc, f"building {target.name}", memory_in_use, "the previous database is intact"
         ) from None
-    except (duckdb.IOException, OSError) as exc:
-        if "No space left" not in str(exc) and getattr(exc, "errno", None) != errno.ENOSPC:
+    except (duckdb.Error, OSError) as exc:
+        if not disk_full(exc):
             raise
         raise UserError(
             f"disk full while building {target.name} in {target.parent} ({_first_line(exc)}); "
@@ -733,6 +777,11 @@ def build(params: BuildParams) -> BuildResult:
             leftover.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
         lock.close()
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether EXC (from DuckDB, of whatever class, or the OS) says the disk is full."""
+    return "No space left" in str(exc) or getattr(exc, "errno", None) == errno.ENOSPC
 
 
 def _first_line(exc: BaseException) -> str:

@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports the commands' modules
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, duckdb.InterruptException):  # Ctrl-C in Python or in a query
         print("error: interrupted", file=sys.stderr)
         return 130
     except duckdb.Error as exc:
@@ -74,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # a bug of ours: one line unless --debug
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if first.startswith("Query interrupted"):  # DuckDB's Ctrl-C, re-raised by a library
+            print("error: interrupted", file=sys.stderr)
+            return 130
         if args.debug:
             raise
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         print(f"error: internal error: {first} (re-run with --debug for details)", file=sys.stderr)
         return 1

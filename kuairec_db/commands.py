@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 
+from kuairec_db import validate
 from kuairec_db.build import LABELS, BuildParams, build
 from kuairec_db.errors import UserError
 
@@ -58,7 +59,11 @@ def register_build(sub) -> None:
         description="Load, clean and evaluate KuaiRec, train the models, and write one DuckDB "
         "file.\n\nData: --data PATH (a folder of the CSVs, a folder holding 'KuaiRec 2.0/data',\n"
         "or KuaiRec.zip); else $KUAIREC_DATA, ./KuaiRec 2.0/data, ./KuaiRec/data, ./KuaiRec.zip;\n"
-        "else a synthetic demo dataset (announced loudly and recorded in build_info).",
+        "else a synthetic demo dataset (announced loudly and recorded in build_info).\n\n"
+        "--db PATH is written only when PATH is missing or holds a database this project\n"
+        "built (it has build_info); any other file there (a CSV, a SQLite or DuckDB database\n"
+        "of your own) is refused and left as it was. To replace such a file on purpose,\n"
+        "remove it first (rm PATH) or choose another --db.",
         epilog="examples:\n  python -m kuairec_db build\n"
         "  python -m kuairec_db build --data KuaiRec.zip --label ratio --label-threshold 2\n"
         "  python -m kuairec_db build --models popularity,als --set als.factors=64",
@@ -192,8 +197,7 @@ def run_build(args) -> int:
 
 def connect_read_only(db: str) -> duckdb.DuckDBPyConnection:
     path = Path(db)
-    if not path.is_file():
-        raise UserError(f"{db}: no database here; build it first: python -m kuairec_db build")
+    validate.check_database_file(path, db)
     try:
         return duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
@@ -224,6 +228,7 @@ def run_recommend(args) -> int:
     ]
     if args.model not in models:
         raise UserError(f"no model {args.model!r} in {args.db}; it has: {', '.join(models)}")
+    _check_n(con, args)
     rows = con.execute(
         """
         select rank, video_id, score, coalesce(first_level_category_name, '-'),
@@ -249,6 +254,19 @@ def run_recommend(args) -> int:
         secs = f"{seconds:.1f}" if seconds is not None else "-"
         print(f"{rank:>4}  {video_id:>6}  {score:>8.4f}  {category[:12]:<12} {secs:>6}  {caption}")
     return 0
+
+
+def _check_n(con: duckdb.DuckDBPyConnection, args) -> None:
+    """--n from 1 to the videos per user the database holds (its build's --top-n)."""
+    row = con.execute("select value from build_info where key = 'param.top_n'").fetchone()
+    top_n = int(row[0]) if row else None
+    if args.n < 1:
+        raise UserError(f"--n {args.n}: must be at least 1")
+    if top_n is not None and args.n > top_n:
+        raise UserError(
+            f"--n {args.n}: {args.db} holds {top_n} videos per user (its build's --top-n); "
+            f"ask for at most {top_n}, or rebuild with --top-n {args.n}"
+        )
 
 
 def register_metrics(sub) -> None:
@@ -397,6 +415,7 @@ def _scale_list(text: str) -> list[float]:
 def run_bench(args) -> int:
     from kuairec_db.bench import bench
 
+    validate.check_threads(args.threads)
     bench(args.scales, args.out, args.threads, args.memory_limit)
     print((args.out / "bench.md").read_text(), end="")
     print(f"results: {args.out / 'bench.json'}")

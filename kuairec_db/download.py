@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from kuairec_db import __version__
+from kuairec_db import __version__, validate
 from kuairec_db.errors import UserError
 
 try:
@@ -129,8 +129,9 @@ def _is_tty(stream) -> bool:
 
 
 def _open_part(path: Path) -> BinaryIO:
-    """Open the partial download for reading and appending, creating it if needed."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+    """Open the partial download for reading and appending, creating it if needed; a symbolic
+    link planted there is refused, never followed."""
+    fd = validate.open_beside(path)
     try:
         return os.fdopen(fd, "r+b")
     except BaseException:

@@ -44,7 +44,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from kuairec_db import __version__, hooks, stages
+from kuairec_db import __version__, hooks, stages, validate
 from kuairec_db.build import STORAGE_VERSION, acquire_lock, publish, remove_leftovers
 from kuairec_db.errors import UserError
 
@@ -120,8 +120,7 @@ class StudyParams:
             raise UserError("--k takes positive cutoffs, e.g. --k 10")
         if self.temporal_days < 1:
             raise UserError("--temporal-days must be at least 1")
-        if self.threads < 1:
-            raise UserError("--threads must be at least 1")
+        validate.check_threads(self.threads)
 
 
 @dataclass
@@ -140,8 +139,7 @@ class StudyResult:
 
 def check_database(db: Path) -> dict[str, str]:
     """build_info of a database that holds the evaluation tables, else one clear UserError."""
-    if not db.is_file():
-        raise UserError(f"{db}: no database here; build it first: python -m kuairec_db build")
+    validate.check_database_file(db, str(db))
     try:
         con = duckdb.connect(str(db), read_only=True)
     except duckdb.Error as exc:
@@ -189,12 +187,8 @@ def check_models(params: StudyParams, info: dict[str, str]) -> None:
 
 
 def _lock(target: Path):
-    try:
-        return acquire_lock(target)
-    except UserError as exc:
-        raise UserError(
-            f"{target} is busy: {exc} (a build or another study holds .{target.name}.lock)"
-        ) from None
+    # acquire_lock's own message says the target is busy and who holds it
+    return acquire_lock(target)
 
 
 def _sql_str(path: Path) -> str:

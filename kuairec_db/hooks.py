@@ -7,7 +7,8 @@ rankings, so the rows must hold, for every big-matrix user, the top-N unseen vid
 whole catalogue (and every video tied with the N-th) and, for every small-matrix user, the
 scores of its candidates (int_ground_truth); pairs left out are never ranked.
 
-A Python model (``models/NAME.py``) defines ``DEFAULTS`` (its settings) and
+A Python model (``models/NAME.py``) defines ``DEFAULTS`` (its settings), ``SETTING_TYPES``
+(the type and range of each, a ``validate.Setting``; checked before the build starts) and
 ``run(ctx: ModelContext) -> None``; it writes scores with ``ctx.write_recommendation_scores``
 and ``ctx.write_eval_scores`` and, if it has them, factors with ``ctx.write_factors``. Both end
 in ``recommendations`` and ``eval_rankings``.
@@ -37,6 +38,7 @@ import scipy.sparse as sp
 
 from kuairec_db.errors import UserError
 from kuairec_db.stages import MODELS_DIR, ranking_sql, select_body, strip_comments
+from kuairec_db.validate import Setting
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +155,17 @@ def model_defaults(model: Model) -> dict[str, Any]:
     if model.is_sql:
         return {}
     return dict(getattr(load_module(model), "DEFAULTS", {}))
+
+
+def model_setting_types(model: Model) -> dict[str, Setting]:
+    """The type and range of each setting: the model's SETTING_TYPES (declared next to its
+    DEFAULTS); a setting it does not declare takes the type of its default, any value."""
+    defaults = model_defaults(model)
+    declared = {} if model.is_sql else dict(getattr(load_module(model), "SETTING_TYPES", {}))
+    stray = [key for key in declared if key not in defaults]
+    if stray:
+        raise UserError(f"{model.path}: SETTING_TYPES names {', '.join(stray)}, not in DEFAULTS")
+    return {key: declared.get(key) or Setting(type(value)) for key, value in defaults.items()}
 
 
 def _insert_ranked(con: duckdb.DuckDBPyConnection, table: str, template: str) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 
 import duckdb
 
-from kuairec_db import __version__
+from kuairec_db import __version__, validate
 from kuairec_db.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -751,8 +751,7 @@ def section_segments(reader: Reader, ctx: dict, figs: Figures) -> str:
 
 
 def write_report(db: Path, out: Path) -> ReportResult:
-    if not db.is_file():
-        raise UserError(f"{db}: no database here; build it first: python -m kuairec_db build")
+    validate.check_database_file(db, str(db))
     try:
         con = duckdb.connect(str(db), read_only=True)
     except duckdb.Error as exc:

@@ -155,12 +155,27 @@ def find_default(cwd: Path) -> Path | None:
     return None
 
 
+# Longer than any KuaiRec header (the widest, item_daily_features.csv, is about 1 KiB): a
+# longer first line is not a header, and is never read whole into memory.
+MAX_HEADER_BYTES = 64 * 1024
+
+
 def check_header(source: str, path: Path, display: str) -> list[str]:
-    """Return the file's columns; a missing column or an empty file is the user's error."""
+    """Return the file's columns; a missing or repeated column or an empty file is the user's
+    error. Reads at most MAX_HEADER_BYTES of the first line."""
     _, expected = SOURCES[source]
     with open(path, "rb") as fh:
-        raw_header = fh.readline()
-        has_row = bool(fh.readline().strip())
+        raw_header = fh.readline(MAX_HEADER_BYTES + 1)
+        if len(raw_header) > MAX_HEADER_BYTES:
+            raise UserError(
+                f"{display}: line 1: the header is longer than {MAX_HEADER_BYTES // 1024} KiB "
+                "(a KuaiRec header is about 1 KiB): not a KuaiRec CSV file"
+            )
+        has_row = False  # blank lines after the header do not make a row
+        while block := fh.read(1 << 20):
+            if block.strip():
+                has_row = True
+                break
         fh.seek(0, os.SEEK_END)
         if fh.tell():
             fh.seek(-1, os.SEEK_END)
@@ -173,6 +188,12 @@ def check_header(source: str, path: Path, display: str) -> list[str]:
         raise UserError(f"{display}: the file is empty")
     header = next(csv.reader([header_line.rstrip("\r\n")]))
     header = [col.strip().lstrip("\ufeff") for col in header]
+    repeated = sorted({col for col in header if header.count(col) > 1})
+    if repeated:
+        raise UserError(
+            f"{display}: line 1: column(s) {', '.join(repeated)} appear more than once in "
+            "the header"
+        )
     missing = [col for col in expected if col not in header]
     if missing:
         raise UserError(
@@ -233,3 +254,24 @@ def prepare(src: DataSource, work_dir: Path) -> tuple[dict[str, list[str]], dict
                 log.info("%s: %d bare carriage returns set aside while parsing", source, n)
                 src.files[source] = out
     return headers, replaced
+
+
+def find_long_line(path: Path, limit: int) -> int | None:
+    """The number of the first line of PATH longer than LIMIT bytes, or None. Streams the
+    file in 1 MiB blocks and stops there (LIMIT must be larger than a block)."""
+    block_size = 1 << 20
+    assert limit > block_size
+    line_no, length = 1, 0
+    with open(path, "rb") as fh:
+        while block := fh.read(block_size):
+            first = block.find(b"\n")
+            if first < 0:
+                length += len(block)
+            elif length + first > limit:
+                return line_no
+            else:
+                line_no += block.count(b"\n")
+                length = len(block) - block.rindex(b"\n") - 1
+            if length > limit:
+                return line_no
+    return None

@@ -44,7 +44,7 @@ from typing import Any
 
 import duckdb
 
-from kuairec_db import build, hooks, stages
+from kuairec_db import build, hooks, stages, validate
 from kuairec_db.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -140,26 +140,11 @@ def search_space(model: hooks.Model) -> dict[str, list[Any]]:
             f"search space of {model.name} names unknown setting(s) {', '.join(unknown)} "
             f"(it has: {', '.join(defaults) or 'none'})"
         )
+    types = hooks.model_setting_types(model)  # the declared type and range of each setting
     return {
-        key: [_typed(defaults[key], v, model.name, key) for v in values]
+        key: [types[key].convert(v, f"search space of {model.name}.{key}") for v in values]
         for key, values in space.items()
     }
-
-
-def _typed(default: Any, value: Any, model: str, key: str) -> Any:
-    """value as the type of the setting's default (so the settings file round-trips)."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise UserError(f"search space of {model}.{key}: {value!r} is not true or false")
-        return value
-    if isinstance(default, (int, float, str)):
-        try:
-            return type(default)(value)
-        except (TypeError, ValueError):
-            raise UserError(
-                f"search space of {model}.{key}: {value!r} is not {type(default).__name__}"
-            ) from None
-    return value
 
 
 def sample_settings(
@@ -293,10 +278,10 @@ def tune(
     if metric not in METRICS:
         raise UserError(f"--metric must be one of {', '.join(METRICS)}, not {metric!r}")
     target = db.expanduser().resolve()
-    if not target.is_file():
-        raise UserError(f"{db}: no database here; build it first: python -m kuairec_db build")
+    validate.check_database_file(target, str(db))
     chosen_models = tunable_models(models)
     threads = threads or os.cpu_count() or 1
+    validate.check_threads(threads)
     started = time.perf_counter()
     tuned_at = datetime.now(timezone.utc).replace(tzinfo=None)
 

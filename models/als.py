@@ -18,11 +18,18 @@ import numpy as np
 
 from kuairec_db.hooks import ModelContext
 from kuairec_db.modelkit import write_rankings
+from kuairec_db.validate import Setting
 
 log = logging.getLogger(__name__)
 
 # The seed notebook's settings.
 DEFAULTS = {"factors": 128, "regularization": 0.15, "iterations": 15}
+# The type and range of each setting, checked before the build starts.
+SETTING_TYPES = {
+    "factors": Setting(int, 1, 4096),
+    "regularization": Setting(float, 0),
+    "iterations": Setting(int, 1, 1000),
+}
 
 
 def fit(ctx: ModelContext, matrix):

@@ -35,6 +35,7 @@ import numpy as np
 
 from kuairec_db.hooks import ModelContext
 from kuairec_db.modelkit import write_rankings
+from kuairec_db.validate import Setting, max_threads
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,14 @@ DEFAULTS = {
     "regularization": 0.01,
     "iterations": 0,
     "fit_threads": 1,
+}
+# The type and range of each setting, checked before the build starts.
+SETTING_TYPES = {
+    "factors": Setting(int, 1, 4096),
+    "learning_rate": Setting(float, 0, 10, low_open=True),
+    "regularization": Setting(float, 0),
+    "iterations": Setting(int, 0, 10_000),  # 0: auto_iterations
+    "fit_threads": Setting(int, 1, max_threads()),
 }
 
 # An epoch samples as many (user, video, negative) triples as there are training pairs, and

@@ -40,6 +40,7 @@ import scipy.sparse as sp
 from kuairec_db.errors import UserError
 from kuairec_db.hooks import ModelContext
 from kuairec_db.modelkit import binary, write_rankings
+from kuairec_db.validate import Setting
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,13 @@ log = logging.getLogger(__name__)
 # demo confidence also wins, best near l2 = 2,000 (0.802; 0.5-0.6 at 100,000): l2 grows with
 # the data, retune it on other data.
 DEFAULTS = {"l2": 100_000.0, "binary": False, "max_items": 0, "dtype": "float32"}
+# The type and range of each setting, checked before the build starts.
+SETTING_TYPES = {
+    "l2": Setting(float, 0, low_open=True),
+    "binary": Setting(bool),
+    "max_items": Setting(int, 0),  # 0: every video
+    "dtype": Setting(str, words=("float32", "float64")),
+}
 
 SYMMETRISE_BLOCK = 1024
 MIN_ITEMS_FOR_THREADS = 3000

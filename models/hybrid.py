@@ -53,6 +53,7 @@ import numpy as np
 
 from kuairec_db.errors import UserError
 from kuairec_db.hooks import ModelContext
+from kuairec_db.validate import Setting
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,12 @@ USES_OTHER_MODELS = True
 # inputs: comma-separated model names ("" = every other model of the build);
 # l2: a number, or "auto" to choose it by cross-validation over the tune users.
 DEFAULTS = {"inputs": "", "l2": "auto", "folds": 5}
+# The type and range of each setting, checked before the build starts.
+SETTING_TYPES = {
+    "inputs": Setting(str),
+    "l2": Setting(float, 0, words=("auto",)),
+    "folds": Setting(int, 2, 100),
+}
 
 L2_GRID = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)  # strongest first
 CV_K = 10  # cross-validation chooses l2 by NDCG at this cutoff

@@ -32,6 +32,7 @@ import numpy as np
 from kuairec_db.errors import UserError
 from kuairec_db.hooks import ModelContext
 from kuairec_db.modelkit import write_rankings
+from kuairec_db.validate import Setting
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,13 @@ log = logging.getLogger(__name__)
 # catalogue: on the 0.1-scale demo (1,073 videos) cosine is best at K = 100 (0.757, K = 200:
 # 0.657), bm25 at K1 = 100, B = 0.8 (0.769). K1 and B are implicit's defaults, used by bm25 only.
 DEFAULTS = {"weighting": "cosine", "K": 200, "K1": 1.2, "B": 0.75}
+# The type and range of each setting, checked before the build starts.
+SETTING_TYPES = {
+    "weighting": Setting(str, words=("cosine", "bm25")),
+    "K": Setting(int, 1),
+    "K1": Setting(float, 0),
+    "B": Setting(float, 0, 1),
+}
 
 
 def fit(ctx: ModelContext, matrix):
