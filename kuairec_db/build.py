@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -26,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import filelock
 
-from kuairec_db import __version__, hooks, sources, stages
+from kuairec_db import __version__, hooks, resources, sources, stages
 from kuairec_db.errors import UserError
 from kuairec_db.schema import SOURCES
 
@@ -126,26 +126,36 @@ def _temp_paths(target: Path) -> tuple[Path, Path]:
     )
 
 
-def acquire_lock(target: Path):
-    path = _lock_path(target)
-    fh = open(path, "a+")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno not in (errno.EAGAIN, errno.EACCES):
-            raise
-        fh.seek(0)
-        holder = fh.read().strip() or "unknown"
-        fh.close()
-        raise UserError(
-            f"{target} is busy: another build (or tune / exposure-study) is writing it "
-            f"(pid {holder}); wait for it to finish"
-        ) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
-    return fh
+class BuildLock:
+    """The lock file beside the target, held with the filelock package (flock on Linux and
+    macOS, a locked byte on Windows); it holds the holder's pid for the "busy" message."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = filelock.FileLock(str(path), timeout=0, thread_local=False)
+
+    def acquire(self, target: Path) -> BuildLock:
+        try:
+            holder = self.path.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            holder = ""
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            raise UserError(
+                f"{target} is busy: another build (or tune / exposure-study) is writing it "
+                f"(pid {holder or 'unknown'}); wait for it to finish"
+            ) from None
+        with open(self.path, "w", encoding="utf-8") as fh:  # the lock is on the file, not fh
+            fh.write(str(os.getpid()))
+        return self
+
+    def close(self) -> None:
+        self._lock.release()
+
+
+def acquire_lock(target: Path) -> BuildLock:
+    return BuildLock(_lock_path(target)).acquire(target)
 
 
 def remove_leftovers(target: Path) -> list[Path]:
@@ -272,9 +282,10 @@ def _select_models(params: BuildParams) -> list[hooks.Model]:
 
 
 def load_settings_file(path: Path | None) -> tuple[Path | None, dict[str, dict[str, Any]]]:
-    """The settings file (models/settings.toml unless --config says otherwise), if present."""
+    """The settings file (settings.toml of the models folder unless --config says otherwise),
+    if present."""
     explicit = path is not None
-    path = path or stages.SETTINGS_FILE
+    path = path or resources.settings_file()
     if not path.is_file():
         if explicit:
             raise UserError(f"{path}: no such settings file")
