@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from kuairec_db.errors import UserError
 from kuairec_db import resources
+from kuairec_db.errors import UserError
 from kuairec_db.stages import ranking_sql, select_body, strip_comments
 
 log = logging.getLogger(__name__)

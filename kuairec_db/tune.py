@@ -44,7 +44,7 @@ from typing import Any
 
 import duckdb
 
-from kuairec_db import build, hooks, resources, stages
+from kuairec_db import build, hooks, resources
 from kuairec_db.errors import UserError
 
 log = logging.getLogger(__name__)
