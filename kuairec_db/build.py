@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 import filelock
 
-from kuairec_db import __version__, hooks, resources, sources, stages
+from kuairec_db import __version__, hooks, lineage, progress, resources, sources, stages
 from kuairec_db.errors import UserError
 from kuairec_db.schema import SOURCES
 
@@ -108,6 +108,8 @@ class BuildResult:
     seconds: float
     warnings: list[str]
     up_to_date: bool = False
+    rebuilt: list[str] = field(default_factory=list)  # tables and model:NAME recomputed
+    kept: list[str] = field(default_factory=list)  # tables and model:NAME reused as they were
 
 
 # ---------------------------------------------------------------------------------------------
@@ -689,6 +691,7 @@ def build(params: BuildParams) -> BuildResult:
         keep = {s.name for s in all_stages if s.kind in ("view", "early_view") or s.name in fps}
         keep |= set(stages.CONTRACT_TABLES)
         keep |= {"build_info", FINGERPRINT_TABLE, "tuning_trials"}  # trials explain the settings
+        keep.add(lineage.TABLE)
         for name, kind in con.execute(
             "select table_name, table_type from information_schema.tables "
             "where table_catalog = 'kuairec' and table_schema = 'main'"
@@ -701,6 +704,15 @@ def build(params: BuildParams) -> BuildResult:
             _run_stage(con, stage, None)
         run_audits(con, [s for s in all_stages if s.kind == "audit"])
         warnings = _data_warnings(con)
+        rebuilt = sorted(stale) + [f"model:{name}" for name in model_timings]
+        kept_names = sorted({s.name for s in table_stages if s.kind == "table"} - stale) + [
+            f"model:{m.name}" for m in models if m.name not in model_timings
+        ]
+        previous_info = (
+            dict(con.execute("select key, value from build_info").fetchall())
+            if previous and "build_info" in existing
+            else {}
+        )
         info = _build_info(
             params,
             settings_file,
@@ -713,6 +725,9 @@ def build(params: BuildParams) -> BuildResult:
             started_at,
             time.perf_counter() - started,
         )
+        if previous_info:
+            info = _kept_facts(info, previous_info, kept_names, rebuilt)
+        lineage.write(con, lineage.rows(all_stages, {s.name for s in table_stages}, models))
         con.execute("create or replace table build_info (key varchar, value varchar)")
         con.executemany("insert into build_info values (?, ?)", sorted(info.items()))
         con.execute(
@@ -722,7 +737,15 @@ def build(params: BuildParams) -> BuildResult:
         apply_comments(con)
         publish(con, temp_db, target)
         con = None
-        return BuildResult(target, data_kind, location, time.perf_counter() - started, warnings)
+        return BuildResult(
+            target,
+            data_kind,
+            location,
+            time.perf_counter() - started,
+            warnings,
+            rebuilt=rebuilt,
+            kept=kept_names,
+        )
     except duckdb.OutOfMemoryException as exc:
         raise hooks.out_of_memory(
             exc, f"building {target.name}", memory_in_use, "the previous database is intact"
@@ -744,6 +767,28 @@ def build(params: BuildParams) -> BuildResult:
             leftover.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
         lock.close()
+
+
+def _kept_facts(
+    info: dict[str, str], previous: dict[str, str], kept: list[str], rebuilt: list[str]
+) -> dict[str, str]:
+    """build_info of an update: the facts of what it kept come from the previous build_info
+    (build_seconds of the last full build, the kept models' and tables' timings), and the
+    update itself is recorded apart (update_seconds, updated_at, update_rebuilt)."""
+    out = dict(info)
+    update_seconds = out.pop("build_seconds")
+    out["build_seconds"] = previous.get("build_seconds", update_seconds)
+    out["started_at"] = previous.get("started_at", out["started_at"])
+    out["update_seconds"] = update_seconds
+    out["updated_at"] = out.pop("finished_at")
+    out["finished_at"] = previous.get("finished_at", out["updated_at"])
+    out["update_rebuilt"] = ",".join(rebuilt)
+    for name in kept:
+        prefix = f"model.{name[6:]}." if name.startswith("model:") else f"stage.{name}."
+        for key, value in previous.items():
+            if key.startswith(prefix) and key not in out:
+                out[key] = value
+    return out
 
 
 def _first_line(exc: BaseException) -> str:
@@ -804,7 +849,8 @@ def _resolve_data(params: BuildParams, work: Path) -> sources.DataSource:
     from kuairec_db import demo
 
     folder = work / "demo"
-    demo.generate(folder, scale=params.demo_scale, seed=params.demo_seed)
+    with progress.steps(len(SOURCES), "generating the demo", "file") as step:
+        demo.generate(folder, scale=params.demo_scale, seed=params.demo_seed, progress=step)
     src = sources.resolve_path(folder, work)
     src.kind = "synthetic_demo"
     src.location = f"synthetic demo (scale {params.demo_scale}, seed {params.demo_seed})"

@@ -181,7 +181,14 @@ def run_build(args) -> int:
     if result.up_to_date:
         print(f"{result.db} is up to date (nothing changed; --force rebuilds anyway)")
         return 0
-    print(f"built {result.db} in {result.seconds:.1f} s from {result.data_location}")
+    if result.kept:
+        print(
+            f"updated {result.db} in {result.seconds:.1f} s from {result.data_location}: "
+            f"rebuilt {len(result.rebuilt)}, kept {len(result.kept)} tables and models "
+            "(build_info: update_rebuilt)"
+        )
+    else:
+        print(f"built {result.db} in {result.seconds:.1f} s from {result.data_location}")
     if result.data_kind == "synthetic_demo":
         print("note: this is SYNTHETIC DEMO data; see the README to build on the real KuaiRec")
     print(f"next: python -m kuairec_db metrics --db {args.db}")
@@ -447,13 +454,17 @@ def run_demo(args) -> int:
 
     if not 0 < args.scale <= 1:
         raise UserError("--scale must be in (0, 1]")
-    counts = demo.generate(
-        args.out,
-        scale=args.scale,
-        seed=args.seed,
-        progress=lambda msg: log.info("%s", msg),
-        full_catalogue=args.full_catalogue,
-    )
+    from kuairec_db import progress
+    from kuairec_db.schema import SOURCES
+
+    with progress.steps(len(SOURCES), "generating the demo", "file") as step:
+        counts = demo.generate(
+            args.out,
+            scale=args.scale,
+            seed=args.seed,
+            progress=step,
+            full_catalogue=args.full_catalogue,
+        )
     for name, n in counts.items():
         print(f"{args.out / name}: {n:,} rows")
     return 0

@@ -3,8 +3,9 @@ stderr is not a terminal (pipes, CI, tests), so logs stay clean."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from tqdm import tqdm
@@ -29,3 +30,20 @@ def enabled() -> bool:
 def bar(iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
     """A tqdm bar on stderr, disabled unless enabled(); kwargs go to tqdm (desc, total, unit)."""
     return tqdm(iterable, file=sys.stderr, disable=not enabled(), leave=False, **kwargs)
+
+
+@contextlib.contextmanager
+def steps(
+    total: int, desc: str, unit: str, also: Callable[[str], None] | None = None
+) -> Iterator[Callable[[str], None]]:
+    """A bar of TOTAL steps; yields a callback(message) that advances it (and passes the
+    message on to ALSO), for code that reports progress through a callback (demo.generate)."""
+    with bar(total=total, desc=desc, unit=unit) as shown:
+
+        def step(message: str) -> None:
+            shown.update(1)
+            shown.set_postfix_str(message.split(":")[0], refresh=False)
+            if also is not None:
+                also(message)
+
+        yield step
