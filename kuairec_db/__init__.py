@@ -25,6 +25,11 @@ __all__ = [*_API, "UserError", "__version__"]
 
 def __getattr__(name: str) -> Any:
     # Lazy: `python -m kuairec_db --help` and the models need not import pandas and duckdb here.
+    if name == "build":
+        # the submodule kuairec_db.build, callable as the API's build (see its end)
+        import importlib
+
+        return importlib.import_module("kuairec_db.build")
     if name in _API:
         from kuairec_db import api
 

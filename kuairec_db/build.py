@@ -17,8 +17,10 @@ import os
 import platform
 import re
 import shutil
+import sys
 import time
 import tomllib
+import types
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -919,3 +921,16 @@ def _build_info(
         info[f"stage.{name}.seconds"] = f"{value:.2f}"
     info.update(files_info)
     return info
+
+
+class _CallableModule(types.ModuleType):
+    """``kuairec_db.build`` is this module (``import kuairec_db.build`` puts it there) and the
+    API's build function at once: calling the module calls :func:`kuairec_db.api.build`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BuildResult:
+        from kuairec_db.api import build as api_build
+
+        return api_build(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
