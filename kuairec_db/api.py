@@ -240,7 +240,10 @@ def metrics(
             [split, ks, ks],
         ).df()
         if frame.empty:
-            have = [r[0] for r in con.execute("select distinct k from eval_metrics order by 1")]
+            have = [
+                r[0]
+                for r in con.execute("select distinct k from eval_metrics order by 1").fetchall()
+            ]
             raise UserError(f"no metrics for split {split} at k {ks}; the database has k {have}")
     return frame
 

@@ -4,6 +4,7 @@ stderr is not a terminal (pipes, CI, tests), so logs stay clean."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -29,6 +30,10 @@ def enabled() -> bool:
 
 def bar(iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
     """A tqdm bar on stderr, disabled unless enabled(); kwargs go to tqdm (desc, total, unit)."""
+    # a terminal that reports no size (0 x 0, as a bare pty) would hide every bar: assume 100 x 24
+    size = shutil.get_terminal_size((100, 24))
+    kwargs.setdefault("ncols", size.columns)
+    kwargs.setdefault("nrows", size.lines)
     return tqdm(iterable, file=sys.stderr, disable=not enabled(), leave=False, **kwargs)
 
 
