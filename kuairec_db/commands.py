@@ -349,7 +349,7 @@ def register_bench(sub) -> None:
         "popularity and ALS (wall time, peak RSS, per stage), a no-op rebuild and one user's "
         "lookup. Writes bench.json and bench.md.",
         epilog="examples:\n  python -m kuairec_db bench --scale 0.1\n"
-        "  python -m kuairec_db bench   (scales 0.25, 0.5 and 1.0: about 10 minutes)",
+        "  python -m kuairec_db bench   (scales 0.25, 0.5 and 1.0: about 3 minutes once the data exists, 5 the first time)",
     )
     p.add_argument(
         "--scale",
