@@ -144,7 +144,8 @@ def register_build(sub) -> None:
         "--config",
         type=Path,
         metavar="FILE",
-        help="model settings file (default: models/settings.toml, written by tune)",
+        help="model settings file (default: settings.toml of the models folder, ./models, "
+        "written by tune)",
     )
     p.add_argument(
         "--force",
@@ -349,7 +350,8 @@ def register_bench(sub) -> None:
         "popularity and ALS (wall time, peak RSS, per stage), a no-op rebuild and one user's "
         "lookup. Writes bench.json and bench.md.",
         epilog="examples:\n  python -m kuairec_db bench --scale 0.1\n"
-        "  python -m kuairec_db bench   (scales 0.25, 0.5 and 1.0: about 3 minutes once the data exists, 5 the first time)",
+        "  python -m kuairec_db bench   (scales 0.25, 0.5 and 1.0: about 3 minutes once the\n"
+        "  data exists, 5 the first time)",
     )
     p.add_argument(
         "--scale",
