@@ -150,8 +150,11 @@ class BuildLock:
                 f"{target} is busy: another build (or tune / exposure-study) is writing it "
                 f"(pid {holder or 'unknown'}); wait for it to finish"
             ) from None
-        with open(self.path, "w", encoding="utf-8") as fh:  # the lock is on the file, not fh
-            fh.write(str(os.getpid()))
+        try:  # the lock is on the file, not on this handle
+            with open(self.path, "w", encoding="utf-8") as fh:
+                fh.write(str(os.getpid()))
+        except OSError:  # Windows locks a byte of the file: no pid there, the lock holds
+            pass
         return self
 
     def close(self) -> None:

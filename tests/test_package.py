@@ -270,6 +270,17 @@ def test_a_closed_pipe_ends_quietly(built_db):
     assert err.decode().strip() == ""
 
 
+def test_reading_commands_work_without_fcntl(built_db):
+    # a platform without fcntl (Windows): the import of the package and metrics must not fail
+    code = (
+        "import sys; sys.modules['fcntl'] = None; import kuairec_db; from kuairec_db.cli "
+        f"import main; sys.exit(main(['metrics', '--db', {str(built_db)!r}, '--format', 'csv']))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("model,split,k,metric,value,n_users")
+
+
 def test_quiet_and_debug_after_the_command(tmp_path):
     result = run_cli(
         "build",
