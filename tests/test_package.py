@@ -253,7 +253,7 @@ def test_recommend_table_aligns_chinese_text_by_display_width(built_db, db_con):
         # the right-aligned duration ends, and the caption starts, at the header's cells
         cut = next(i for i in range(len(line) + 1) if _cells(line[:i]) >= secs_end)
         assert _cells(line[:cut]) == secs_end and line[cut - 1] in "0123456789-"
-        assert line[cut:] == "" or (line[cut : cut + 2] == "  " and cut + 2 == len(line[:cut]) + 2)
+        assert line[cut:] == "" or line[cut : cut + 2] == "  "
         if line[cut:].strip():
             assert _cells(line[: cut + 2]) == caption_at
 

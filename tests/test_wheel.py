@@ -8,6 +8,7 @@ editable kuairec_db is not picked up), and the wheel goes in with --no-deps."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -40,8 +41,14 @@ print(json.dumps({
 @pytest.fixture(scope="module")
 def fresh_python(tmp_path_factory) -> tuple[Path, Path]:
     work = tmp_path_factory.mktemp("wheel")
+    # from a copy of what the wheel is made of: setuptools leaves build/ in the source folder
+    source = work / "source"
+    for name in ("kuairec_db", "sql", "models"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(work)],
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q", "-w", str(work)],
         capture_output=True,
         text=True,
         timeout=600,
