@@ -228,13 +228,13 @@ def register_recommend(sub) -> None:
 
 
 def run_recommend(args) -> int:
-    from kuairec_db import api, output
+    from kuairec_db import api
 
     con = connect_read_only(args.db)
     try:
         frame = api.recommend(args.user_id, args.model, args.n, db=con)
-    except UserError as exc:
-        raise UserError(f"{exc} of {args.db}" if "unknown user" in str(exc) else str(exc))
+    except UserError as exc:  # name the database, as every message of the CLI does
+        raise UserError(f"{exc} of {args.db}" if "unknown user" in str(exc) else str(exc)) from None
     if args.format != "table":
         output.write_records(
             list(frame.columns), frame.itertuples(index=False), args.format, sys.stdout
@@ -292,9 +292,7 @@ def run_metrics(args) -> int:
     from kuairec_db import api
 
     con = connect_read_only(args.db)
-    frame = api.metrics(args.split, None, args.ci, db=con)
-    if frame.empty:
-        raise UserError(f"{args.db}: eval_metrics has no rows for split {args.split}")
+    frame = api.metrics(args.split, None, args.ci, db=con)  # UserError when it has no rows
     have = sorted(set(frame.k))
     ks = [k for k in have if k in args.k]
     if not ks:
