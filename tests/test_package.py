@@ -4,13 +4,16 @@ lineage of the database, progress bars, options after the command, a closed pipe
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import math
 import os
 import pty
+import struct
 import subprocess
 import sys
+import termios
 import unicodedata
 
 import duckdb
@@ -320,8 +323,12 @@ def test_export_writes_parquet_and_csv(built_db, tmp_path, db_con):
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
-def _stderr_on_a_terminal(*args: str, cwd) -> str:
+def _stderr_on_a_terminal(*args: str, cwd, size: tuple[int, int] | None = None) -> str:
+    """stderr of the CLI run on a pseudo-terminal; SIZE (rows, columns) or, by default, one
+    that reports no size (0 x 0), as some terminals and CI consoles do."""
     leader, follower = pty.openpty()
+    if size is not None:
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
     proc = subprocess.Popen(
         [sys.executable, "-m", "kuairec_db", *args],
         stdout=subprocess.DEVNULL,
@@ -351,6 +358,17 @@ def test_progress_bars_on_a_terminal_only_and_not_with_q(tmp_path):
     assert "generating the demo" not in quiet
     piped = run_cli("demo", "--out", str(tmp_path / "d3"), "--scale", "0.02")
     assert "generating the demo" not in piped.stderr
+
+
+def test_model_fits_show_progress_on_a_terminal_and_not_with_q(tmp_path):
+    build = ("build", "--demo", "--demo-scale", "0.03", "--models", "popularity,bpr,hybrid")
+    shown = _stderr_on_a_terminal(*build, "--db", "a.duckdb", cwd=tmp_path, size=(24, 100))
+    assert "generating the demo" in shown
+    assert "train_auc" in shown  # implicit's bar over BPR's epochs
+    assert "hybrid: cross-validating" in shown
+    quiet = _stderr_on_a_terminal(*build, "--db", "b.duckdb", "-q", cwd=tmp_path, size=(24, 100))
+    assert "train_auc" not in quiet and "cross-validating" not in quiet
+    assert "generating the demo" not in quiet
 
 
 def test_a_users_own_models_folder(tmp_path):
