@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -18,16 +17,19 @@ import os
 import platform
 import re
 import shutil
+import sys
 import time
 import tomllib
+import types
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import filelock
 
-from kuairec_db import __version__, hooks, sources, stages, validate
+from kuairec_db import __version__, hooks, lineage, progress, resources, sources, stages, validate
 from kuairec_db.errors import UserError
 from kuairec_db.schema import SOURCES
 
@@ -125,6 +127,8 @@ class BuildResult:
     seconds: float
     warnings: list[str]
     up_to_date: bool = False
+    rebuilt: list[str] = field(default_factory=list)  # tables and model:NAME recomputed
+    kept: list[str] = field(default_factory=list)  # tables and model:NAME reused as they were
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,26 +147,40 @@ def _temp_paths(target: Path) -> tuple[Path, Path]:
     )
 
 
-def acquire_lock(target: Path):
-    path = _lock_path(target)
-    fh = os.fdopen(validate.open_beside(path), "r+")  # a planted link is refused, not followed
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno not in (errno.EAGAIN, errno.EACCES):
-            raise
-        fh.seek(0)
-        holder = fh.read().strip() or "unknown"
-        fh.close()
-        raise UserError(
-            f"{target} is busy: another build (or tune / exposure-study) is writing it "
-            f"(pid {holder}); wait for it to finish"
-        ) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
-    return fh
+class BuildLock:
+    """The lock file beside the target, held with the filelock package (flock on Linux and
+    macOS, a locked byte on Windows); it holds the holder's pid for the "busy" message."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = filelock.FileLock(str(path), timeout=0, thread_local=False)
+
+    def acquire(self, target: Path) -> BuildLock:
+        os.close(validate.open_beside(self.path))  # a planted link is refused, not followed
+        try:
+            holder = self.path.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            holder = ""
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            raise UserError(
+                f"{target} is busy: another build (or tune / exposure-study) is writing it "
+                f"(pid {holder or 'unknown'}); wait for it to finish"
+            ) from None
+        try:  # the lock is on the file, not on this handle
+            with open(self.path, "w", encoding="utf-8") as fh:
+                fh.write(str(os.getpid()))
+        except OSError:  # Windows locks a byte of the file: no pid there, the lock holds
+            pass
+        return self
+
+    def close(self) -> None:
+        self._lock.release()
+
+
+def acquire_lock(target: Path) -> BuildLock:
+    return BuildLock(_lock_path(target)).acquire(target)
 
 
 def remove_leftovers(target: Path) -> list[Path]:
@@ -320,9 +338,10 @@ def _select_models(params: BuildParams) -> list[hooks.Model]:
 
 
 def load_settings_file(path: Path | None) -> tuple[Path | None, dict[str, dict[str, Any]]]:
-    """The settings file (models/settings.toml unless --config says otherwise), if present."""
+    """The settings file (settings.toml of the models folder unless --config says otherwise),
+    if present."""
     explicit = path is not None
-    path = path or stages.SETTINGS_FILE
+    path = path or resources.settings_file()
     if not path.is_file():
         if explicit:
             raise UserError(f"{path}: no such settings file")
@@ -722,6 +741,7 @@ def build(params: BuildParams) -> BuildResult:
         keep = {s.name for s in all_stages if s.kind in ("view", "early_view") or s.name in fps}
         keep |= set(stages.CONTRACT_TABLES)
         keep |= {"build_info", FINGERPRINT_TABLE, "tuning_trials"}  # trials explain the settings
+        keep.add(lineage.TABLE)
         for name, kind in con.execute(
             "select table_name, table_type from information_schema.tables "
             "where table_catalog = 'kuairec' and table_schema = 'main'"
@@ -734,6 +754,15 @@ def build(params: BuildParams) -> BuildResult:
             _run_stage(con, stage, None)
         run_audits(con, [s for s in all_stages if s.kind == "audit"])
         warnings = _data_warnings(con)
+        rebuilt = sorted(stale) + [f"model:{name}" for name in model_timings]
+        kept_names = sorted({s.name for s in table_stages if s.kind == "table"} - stale) + [
+            f"model:{m.name}" for m in models if m.name not in model_timings
+        ]
+        previous_info = (
+            dict(con.execute("select key, value from build_info").fetchall())
+            if previous and "build_info" in existing
+            else {}
+        )
         info = _build_info(
             params,
             settings_file,
@@ -746,6 +775,9 @@ def build(params: BuildParams) -> BuildResult:
             started_at,
             time.perf_counter() - started,
         )
+        if previous_info:
+            info = _kept_facts(info, previous_info, kept_names, rebuilt)
+        lineage.write(con, lineage.rows(all_stages, {s.name for s in table_stages}, models))
         con.execute("create or replace table build_info (key varchar, value varchar)")
         con.executemany("insert into build_info values (?, ?)", sorted(info.items()))
         con.execute(
@@ -755,7 +787,15 @@ def build(params: BuildParams) -> BuildResult:
         apply_comments(con)
         publish(con, temp_db, target)
         con = None
-        return BuildResult(target, data_kind, location, time.perf_counter() - started, warnings)
+        return BuildResult(
+            target,
+            data_kind,
+            location,
+            time.perf_counter() - started,
+            warnings,
+            rebuilt=rebuilt,
+            kept=kept_names,
+        )
     except duckdb.OutOfMemoryException as exc:
         raise hooks.out_of_memory(
             exc, f"building {target.name}", memory_in_use, "the previous database is intact"
@@ -782,6 +822,28 @@ def build(params: BuildParams) -> BuildResult:
 def disk_full(exc: BaseException) -> bool:
     """Whether EXC (from DuckDB, of whatever class, or the OS) says the disk is full."""
     return "No space left" in str(exc) or getattr(exc, "errno", None) == errno.ENOSPC
+
+
+def _kept_facts(
+    info: dict[str, str], previous: dict[str, str], kept: list[str], rebuilt: list[str]
+) -> dict[str, str]:
+    """build_info of an update: the facts of what it kept come from the previous build_info
+    (build_seconds of the last full build, the kept models' and tables' timings), and the
+    update itself is recorded apart (update_seconds, updated_at, update_rebuilt)."""
+    out = dict(info)
+    update_seconds = out.pop("build_seconds")
+    out["build_seconds"] = previous.get("build_seconds", update_seconds)
+    out["started_at"] = previous.get("started_at", out["started_at"])
+    out["update_seconds"] = update_seconds
+    out["updated_at"] = out.pop("finished_at")
+    out["finished_at"] = previous.get("finished_at", out["updated_at"])
+    out["update_rebuilt"] = ",".join(rebuilt)
+    for name in kept:
+        prefix = f"model.{name[6:]}." if name.startswith("model:") else f"stage.{name}."
+        for key, value in previous.items():
+            if key.startswith(prefix) and key not in out:
+                out[key] = value
+    return out
 
 
 def _first_line(exc: BaseException) -> str:
@@ -842,7 +904,8 @@ def _resolve_data(params: BuildParams, work: Path) -> sources.DataSource:
     from kuairec_db import demo
 
     folder = work / "demo"
-    demo.generate(folder, scale=params.demo_scale, seed=params.demo_seed)
+    with progress.steps(len(SOURCES), "generating the demo", "file") as step:
+        demo.generate(folder, scale=params.demo_scale, seed=params.demo_seed, progress=step)
     src = sources.resolve_path(folder, work)
     src.kind = "synthetic_demo"
     src.location = f"synthetic demo (scale {params.demo_scale}, seed {params.demo_seed})"
@@ -911,3 +974,16 @@ def _build_info(
         info[f"stage.{name}.seconds"] = f"{value:.2f}"
     info.update(files_info)
     return info
+
+
+class _CallableModule(types.ModuleType):
+    """``kuairec_db.build`` is this module (``import kuairec_db.build`` puts it there) and the
+    API's build function at once: calling the module calls :func:`kuairec_db.api.build`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BuildResult:
+        from kuairec_db.api import build as api_build
+
+        return api_build(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import duckdb
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def _commands() -> list:
     # Each command module exposes register(subparsers) and sets args.func.
-    from kuairec_db import commands, download, exposure, report, tune
+    from kuairec_db import commands, download, export, exposure, report, tune
 
     return [
         commands.register_build,
@@ -25,6 +26,7 @@ def _commands() -> list:
         commands.register_metrics,
         commands.register_demo,
         commands.register_bench,
+        export.register,
         exposure.register,
         report.register,
         tune.register,
@@ -39,13 +41,33 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with: python -m kuairec_db build   (then: python -m kuairec_db metrics)",
     )
     parser.add_argument("--version", action="version", version=f"kuairec_db {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    _add_common(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for register in _commands():
         register(sub)
+    for command in sub.choices.values():  # the same options after the command: build -q
+        _add_common(command, argparse.SUPPRESS)
     return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, default) -> None:
+    """-q, --debug and --models-dir, accepted before and after the command (after it they
+    default to SUPPRESS, so they do not overwrite a value given before it)."""
+    flag = {} if default is None else {"default": default}
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="only warnings and errors, no progress", **flag
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks of internal errors", **flag
+    )
+    parser.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        help="folder of your own models, run with the shipped ones (default: ./models when it "
+        "exists; a file named like a shipped model replaces it)",
+        **flag,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,8 +82,20 @@ def main(argv: list[str] | None = None) -> int:
         format="%(message)s",
         stream=sys.stderr,
     )
+    from kuairec_db import progress, resources
+
+    if args.quiet:
+        progress.set_enabled(False)
     try:
-        return int(args.func(args) or 0)
+        resources.set_models_dir(args.models_dir)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try
+        return code
+    except BrokenPipeError:
+        # The reader went away (metrics | head -2): end quietly, and keep Python's own
+        # flush at exit from failing on the same closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

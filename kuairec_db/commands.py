@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 
 import duckdb
 
-from kuairec_db import validate
+from kuairec_db import output, validate
 from kuairec_db.build import LABELS, BuildParams, build
 from kuairec_db.errors import UserError
 
@@ -147,7 +148,8 @@ def register_build(sub) -> None:
         "--config",
         type=Path,
         metavar="FILE",
-        help="model settings file (default: models/settings.toml, written by tune)",
+        help="model settings file (default: settings.toml of the models folder, ./models, "
+        "written by tune)",
     )
     p.add_argument(
         "--force",
@@ -184,7 +186,14 @@ def run_build(args) -> int:
     if result.up_to_date:
         print(f"{result.db} is up to date (nothing changed; --force rebuilds anyway)")
         return 0
-    print(f"built {result.db} in {result.seconds:.1f} s from {result.data_location}")
+    if result.kept:
+        print(
+            f"updated {result.db} in {result.seconds:.1f} s from {result.data_location}: "
+            f"rebuilt {len(result.rebuilt)}, kept {len(result.kept)} tables and models "
+            "(build_info: update_rebuilt)"
+        )
+    else:
+        print(f"built {result.db} in {result.seconds:.1f} s from {result.data_location}")
     if result.data_kind == "synthetic_demo":
         print("note: this is SYNTHETIC DEMO data; see the README to build on the real KuaiRec")
     print(f"next: python -m kuairec_db metrics --db {args.db}")
@@ -217,42 +226,35 @@ def register_recommend(sub) -> None:
     p.add_argument("user_id", type=int, help="a big-matrix user id")
     p.add_argument("--model", default="als", help="model name (default als)")
     p.add_argument("--n", type=int, default=10, help="how many videos (default 10)")
+    output.add_format(p, "video")
     p.set_defaults(func=run_recommend)
 
 
 def run_recommend(args) -> int:
+    from kuairec_db import api
+
     con = connect_read_only(args.db)
-    models = [
-        r[0]
-        for r in con.execute("select distinct model from recommendations order by 1").fetchall()
-    ]
-    if args.model not in models:
-        raise UserError(f"no model {args.model!r} in {args.db}; it has: {', '.join(models)}")
     _check_n(con, args)
-    rows = con.execute(
-        """
-        select rank, video_id, score, coalesce(first_level_category_name, '-'),
-               video_duration_s, coalesce(caption, '')
-        from recommendations_explained
-        where model = ? and user_id = ? and rank <= ?
-        order by rank
-        """,
-        [args.model, args.user_id, args.n],
-    ).fetchall()
-    if not rows:
-        known = con.execute(
-            "select count(distinct user_id) from recommendations where model = ?", [args.model]
-        ).fetchone()[0]
-        raise UserError(
-            f"unknown user id {args.user_id}: not among the {known:,} big-matrix users of {args.db}"
+    try:
+        frame = api.recommend(args.user_id, args.model, args.n, db=con)
+    except UserError as exc:  # name the database, as every message of the CLI does
+        raise UserError(f"{exc} of {args.db}" if "unknown user" in str(exc) else str(exc)) from None
+    if args.format != "table":
+        output.write_records(
+            list(frame.columns), frame.itertuples(index=False), args.format, sys.stdout
         )
-    print(f"top {len(rows)} for user {args.user_id} by {args.model}:")
-    print(f"{'rank':>4}  {'video':>6}  {'score':>8}  {'category':<12} {'secs':>6}  caption")
-    for rank, video_id, score, category, seconds, caption in rows:
-        caption = " ".join(caption.split())
-        caption = caption if len(caption) <= 50 else caption[:49] + "…"
-        secs = f"{seconds:.1f}" if seconds is not None else "-"
-        print(f"{rank:>4}  {video_id:>6}  {score:>8.4f}  {category[:12]:<12} {secs:>6}  {caption}")
+        return 0
+    print(f"top {len(frame)} for user {args.user_id} by {args.model}:")
+    rows = []
+    for r in frame.itertuples(index=False):
+        text = r.caption if isinstance(r.caption, str) else ""  # NULL arrives as NaN
+        caption = output.truncate(" ".join(text.split()), 50)
+        name = r.first_level_category_name
+        category = output.truncate(name if isinstance(name, str) else "-", 12)
+        secs = "-" if r.video_duration_s != r.video_duration_s else f"{r.video_duration_s:.1f}"
+        rows.append([str(r.rank), str(r.video_id), f"{r.score:.4f}", category, secs, caption])
+    header = ["rank", "video", "score", "category", "secs", "caption"]
+    print(output.table(header, rows, [True, True, True, False, True, False]))
     return 0
 
 
@@ -294,44 +296,61 @@ def register_metrics(sub) -> None:
         default=["precision", "recall", "ndcg", "map", "hit_rate", "mrr"],
         help="metrics to show (default: all six)",
     )
+    p.add_argument(
+        "--ci",
+        action="store_true",
+        help="add the 95%% bootstrap interval of every value (from eval_metrics_ci)",
+    )
+    output.add_format(p, "model, k and metric")
     p.set_defaults(func=run_metrics)
 
 
 def run_metrics(args) -> int:
+    from kuairec_db import api
+
     con = connect_read_only(args.db)
-    rows = con.execute(
-        "select model, k, metric, value, n_users from eval_metrics where split = ? "
-        "order by model, k, metric",
-        [args.split],
-    ).fetchall()
-    if not rows:
-        raise UserError(f"{args.db}: eval_metrics has no rows for split {args.split}")
-    ks = sorted({r[1] for r in rows if args.k is None or r[1] in args.k})
+    frame = api.metrics(args.split, None, args.ci, db=con)  # UserError when it has no rows
+    have = sorted(set(frame.k))
+    ks = [k for k in have if k in args.k]
     if not ks:
-        raise UserError(
-            f"--k: none of {args.k} in the database (it has {sorted({r[1] for r in rows})})"
-        )
-    values = {(m, k, metric): v for m, k, metric, v, _ in rows}
-    n_users = max(r[4] for r in rows)
-    columns = [(metric, k) for metric in args.metrics for k in ks]
-    unknown = [m for m in args.metrics if not any(key[2] == m for key in values)]
+        raise UserError(f"--k: none of {args.k} in the database (it has {have})")
+    unknown = [m for m in args.metrics if m not in set(frame.metric)]
     if unknown:
         raise UserError(f"--metrics: unknown {', '.join(unknown)}")
-    models = sorted(
-        {r[0] for r in rows}, key=lambda m: -values.get((m, 10 if 10 in ks else ks[0], "ndcg"), 0)
-    )
+    frame = frame[frame.k.isin(ks) & frame.metric.isin(args.metrics)]
+    rank_k = 10 if 10 in ks else ks[0]
+    ndcg = frame[(frame.metric == "ndcg") & (frame.k == rank_k)].set_index("model").value
+    models = sorted(set(frame.model), key=lambda m: -ndcg.get(m, 0))
+    if args.format != "table":
+        order = {m: i for i, m in enumerate(models)}
+        frame = frame.sort_values(
+            ["model", "k", "metric"], key=lambda s: s.map(order) if s.name == "model" else s
+        )
+        output.write_records(
+            list(frame.columns), frame.itertuples(index=False), args.format, sys.stdout
+        )
+        return 0
     label = con.execute("select value from build_info where key = 'param.label'").fetchone()
     kind = con.execute("select value from build_info where key = 'data_kind'").fetchone()
     print(
-        f"split {args.split}: {n_users:,} users with a relevant video; label "
+        f"split {args.split}: {int(frame.n_users.max()):,} users with a relevant video; label "
         f"{label[0] if label else '?'}; data {kind[0] if kind else '?'}"
+        + ("; [95% bootstrap interval]" if args.ci else "")
     )
-    width = max(len(m) for m in models) + 2
-    header = "model".ljust(width) + "".join(f"{f'{m}@{k}':>13}" for m, k in columns)
-    print(header)
+    cells = {(r.model, r.k, r.metric): r for r in frame.itertuples(index=False)}
+    columns = [(metric, k) for metric in args.metrics for k in ks]
+    rows = []
     for model in models:
-        cells = "".join(f"{values.get((model, k, m), float('nan')):>13.4f}" for m, k in columns)
-        print(model.ljust(width) + cells)
+        row = [model]
+        for metric, k in columns:
+            r = cells.get((model, k, metric))
+            text = "nan" if r is None else f"{r.value:.4f}"
+            if args.ci and r is not None:
+                text += f" [{r.ci_low:.4f}, {r.ci_high:.4f}]"
+            row.append(text)
+        rows.append(row)
+    header = ["model", *(f"{m}@{k}" for m, k in columns)]
+    print(output.table(header, rows, [False] + [True] * len(columns)))
     return 0
 
 
@@ -346,7 +365,8 @@ def register_bench(sub) -> None:
         "popularity and ALS (wall time, peak RSS, per stage), a no-op rebuild and one user's "
         "lookup. Writes bench.json and bench.md.",
         epilog="examples:\n  python -m kuairec_db bench --scale 0.1\n"
-        "  python -m kuairec_db bench   (scales 0.25, 0.5 and 1.0: about 10 minutes)",
+        "  python -m kuairec_db bench   (scales 0.25, 0.5 and 1.0: about 3 minutes once the\n"
+        "  data exists, 5 the first time)",
     )
     p.add_argument(
         "--scale",
@@ -452,13 +472,17 @@ def run_demo(args) -> int:
 
     if not 0 < args.scale <= 1:
         raise UserError("--scale must be in (0, 1]")
-    counts = demo.generate(
-        args.out,
-        scale=args.scale,
-        seed=args.seed,
-        progress=lambda msg: log.info("%s", msg),
-        full_catalogue=args.full_catalogue,
-    )
+    from kuairec_db import progress
+    from kuairec_db.schema import SOURCES
+
+    with progress.steps(len(SOURCES), "generating the demo", "file") as step:
+        counts = demo.generate(
+            args.out,
+            scale=args.scale,
+            seed=args.seed,
+            progress=step,
+            full_catalogue=args.full_catalogue,
+        )
     for name, n in counts.items():
         print(f"{args.out / name}: {n:,} rows")
     return 0

@@ -36,8 +36,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from kuairec_db import resources
 from kuairec_db.errors import UserError
-from kuairec_db.stages import MODELS_DIR, ranking_sql, select_body, strip_comments
+from kuairec_db.stages import ranking_sql, select_body, strip_comments
 from kuairec_db.validate import Setting
 
 log = logging.getLogger(__name__)
@@ -95,12 +96,15 @@ class Model:
         return value
 
 
-def discover(models_dir: Path = MODELS_DIR) -> dict[str, Model]:
+def discover(models_dir: Path | None = None) -> dict[str, Model]:
+    """The models of MODELS_DIR, or by default the shipped ones plus the user's folder
+    (resources.model_dirs(): a user's file replaces a shipped model of the same name)."""
     found = {}
-    for path in sorted(models_dir.glob("*")):
-        if path.suffix in (".sql", ".py") and not path.name.startswith("_"):
-            found[path.stem] = Model(path.stem, path)
-    return found
+    for folder in [models_dir] if models_dir is not None else resources.model_dirs():
+        for path in sorted(folder.glob("*")):
+            if path.suffix in (".sql", ".py") and not path.name.startswith("_"):
+                found[path.stem] = Model(path.stem, path)
+    return dict(sorted(found.items()))
 
 
 _LOADED: dict[Path, tuple[tuple[int, int], ModuleType]] = {}

@@ -221,6 +221,11 @@ def section_data(reader: Reader, ctx: dict) -> str:
         ),
         ("models", info.get("models", "?").replace(",", ", ")),
         ("built", f"{info.get('finished_at', '?')} in {info.get('build_seconds', '?')} s"),
+        *(
+            [("updated", f"{info['updated_at']} in {info.get('update_seconds', '?')} s")]
+            if "updated_at" in info
+            else []
+        ),
         (
             "versions",
             f"kuairec_db {info.get('kuairec_db_version', '?')}, "

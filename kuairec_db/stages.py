@@ -10,11 +10,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SQL_DIR = PROJECT_ROOT / "sql"
-MODELS_DIR = PROJECT_ROOT / "models"
+from kuairec_db.resources import SHIPPED_MODELS_DIR, SQL_DIR
+
+MODELS_DIR = SHIPPED_MODELS_DIR  # the user's own models: resources.model_dirs()
 CATALOG_FILE = SQL_DIR / "catalog.toml"
-SETTINGS_FILE = MODELS_DIR / "settings.toml"  # model settings chosen by `tune`
 
 # folder -> materialisation. Tables are built before the models run, views after them.
 # A file in a table folder may say otherwise on a line of its own:

@@ -44,7 +44,7 @@ from typing import Any
 
 import duckdb
 
-from kuairec_db import build, hooks, stages, validate
+from kuairec_db import build, hooks, resources, validate
 from kuairec_db.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -268,7 +268,7 @@ def tune(
     seed: int = DEFAULT_SEED,
     metric: str = "ndcg",
     k: int = 10,
-    write: Path | None = stages.SETTINGS_FILE,
+    write: Path | None = None,
     threads: int | None = None,
     memory_limit: str | None = None,
 ) -> TuneResult:
@@ -606,9 +606,9 @@ def register(sub) -> None:
     p.add_argument(
         "--write",
         type=Path,
-        default=stages.SETTINGS_FILE,
         metavar="FILE",
-        help="settings file to write (default: models/settings.toml, which build reads)",
+        help="settings file to write (default: settings.toml in the models folder, "
+        "./models unless --models-dir says otherwise; build reads it)",
     )
     _add_resources(p)
     p.set_defaults(func=run_tune)
@@ -622,7 +622,7 @@ def run_tune(args) -> int:
         seed=args.seed,
         metric=args.metric,
         k=args.k,
-        write=args.write,
+        write=args.write or resources.settings_file(),
         threads=args.threads,
         memory_limit=args.memory_limit,
     )

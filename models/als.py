@@ -11,11 +11,11 @@ the dot product of the two factor vectors.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 
 import numpy as np
 
+from kuairec_db import progress
 from kuairec_db.hooks import ModelContext
 from kuairec_db.modelkit import write_rankings
 from kuairec_db.validate import Setting
@@ -47,7 +47,7 @@ def fit(ctx: ModelContext, matrix):
             num_threads=ctx.threads,
             calculate_training_loss=False,
         )
-        model.fit(matrix, show_progress=sys.stderr.isatty())
+        model.fit(matrix, show_progress=progress.enabled())
     return model
 
 

@@ -28,11 +28,11 @@ Determinism: implicit's BPR updates shared factors from several threads without 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 
 import numpy as np
 
+from kuairec_db import progress
 from kuairec_db.hooks import ModelContext
 from kuairec_db.modelkit import write_rankings
 from kuairec_db.validate import Setting, max_threads
@@ -91,7 +91,7 @@ def fit(ctx: ModelContext, matrix):
             num_threads=fit_threads,
             verify_negative_samples=True,
         )
-        model.fit(matrix, show_progress=sys.stderr.isatty())
+        model.fit(matrix, show_progress=progress.enabled())
     return model
 
 

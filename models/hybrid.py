@@ -51,6 +51,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from kuairec_db import progress
 from kuairec_db.errors import UserError
 from kuairec_db.hooks import ModelContext
 from kuairec_db.validate import Setting
@@ -413,7 +414,7 @@ def learn(
     # Out-of-fold scores per l2; along the grid each fit starts where the previous (stronger)
     # penalty ended, which only saves Newton steps.
     scores = np.zeros((len(L2_GRID), len(groups)))
-    for fold in range(n_folds):
+    for fold in progress.bar(range(n_folds), desc="hybrid: cross-validating", unit="fold"):
         train = keep & (row_fold != fold) & (row_fold >= 0)
         held = row_fold == fold
         w = None

@@ -15,10 +15,10 @@ SQL_BLOCKS = re.findall(r"```sql\n(.*?)```", README, flags=re.S)
 
 def test_readme_has_the_set_up_and_test_commands():
     shell = "\n".join(re.findall(r"```sh\n(.*?)```", README, flags=re.S))
-    for command in ("pip install -e .", "python -m kuairec_db build", "python -m pytest"):
+    for command in ('pip install -e ".[dev]"', "python -m kuairec_db build", "python -m pytest"):
         assert command in shell
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "pip install -e ." in ci and "python -m pytest" in ci
+    assert 'pip install -e ".[dev]"' in ci and "python -m pytest" in ci
 
 
 @pytest.mark.parametrize("sql", SQL_BLOCKS, ids=[f"query{i}" for i in range(len(SQL_BLOCKS))])
