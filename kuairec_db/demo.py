@@ -80,11 +80,11 @@ _ZIPF_HEAD = 0.02
 _POP_QUALITY_CORR = 0.7  # popular videos tend to be the better ones
 # Watch time, calibrated to the real small-matrix sample (scripts/calibrate_demo.py): the video
 # (length and quality) explains most of log watch time, the user a little, taste nothing.
-_WATCH_BASE_S = 7.2  # typical seconds watched, whatever the video length
+_WATCH_BASE_S = 7.35  # typical seconds watched, whatever the video length
 _LENGTH_ELASTICITY = 0.2  # watch time grows only weakly with video length
 _QUALITY_SD = 0.28
 _USER_SD = 0.17
-_NOISE_SD = 0.27
+_NOISE_SD = 0.24
 _SKIP_SHARE = 0.12  # views abandoned early: watch_ratio about 0.1 (log-sd _SKIP_SD)
 _SKIP_RATIO = 0.1
 _SKIP_SD = 1.2
@@ -316,13 +316,14 @@ def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
     )
     user_bias = rng.normal(0.0, _USER_SD, n_u)
 
-    # Heavy-tailed activity (real: 100 to 16,015 views, median about 1,850).
+    # Activity (real: 100 to 16,015 views, median about 1,850 above the mean of 1,611): a long
+    # tail of light users, a few very heavy ones.
     kind = rng.random(n_u)
     act = np.where(
-        kind < 0.12,
-        rng.uniform(0.05, 0.45, n_u),
+        kind < 0.3,
+        rng.uniform(0.06, 0.7, n_u),
         np.where(
-            kind < 0.97, np.clip(rng.normal(1.05, 0.33, n_u), 0.3, None), rng.uniform(2.0, 8.5, n_u)
+            kind < 0.995, np.clip(rng.normal(1.3, 0.2, n_u), 0.3, None), rng.uniform(2.5, 9.9, n_u)
         ),
     )
     target_views = sizes.big_rows * (1 - _DUP_SHARE)
