@@ -80,7 +80,7 @@ _ZIPF_HEAD = 0.02
 _POP_QUALITY_CORR = 0.7  # popular videos tend to be the better ones
 # Watch time, calibrated to the real small-matrix sample (scripts/calibrate_demo.py): the video
 # (length and quality) explains most of log watch time, the user a little, taste nothing.
-_WATCH_BASE_S = 7.35  # typical seconds watched, whatever the video length
+_WATCH_BASE_S = 7.4  # typical seconds watched, whatever the video length
 _LENGTH_ELASTICITY = 0.2  # watch time grows only weakly with video length
 _QUALITY_SD = 0.28
 _USER_SD = 0.17
@@ -88,8 +88,10 @@ _NOISE_SD = 0.24
 _SKIP_SHARE = 0.12  # views abandoned early: watch_ratio about 0.1 (log-sd _SKIP_SD)
 _SKIP_RATIO = 0.1
 _SKIP_SD = 1.2
-_LOOP_SHARE = 0.04  # views that loop the video: log watch time + |N(0, _LOOP_SD)|
-_LOOP_SD = 0.9
+_QUALITY_PLAY = 0.6  # share of a video's quality that lengthens watching; the rest averts skips
+_SKIP_QUALITY = 4.0  # log odds of a skip per unit of quality
+_LOOP_SHARE = 0.09  # views that loop the video: log watch time + |N(0, _LOOP_SD)|
+_LOOP_SD = 0.75
 _FEED_EFFECT = -0.02  # log watch-time offset of big-matrix (feed) views
 _FEED_LOOP_SHARE = 0.12  # feed views loop more often (real big-matrix p99 4.8, small 3.6)
 _LENGTH_SD = 0.45  # log-sd of video length around the 9.6 s median
@@ -398,13 +400,14 @@ def _watch(
         math.log(_WATCH_BASE_S)
         + offset
         + _LENGTH_ELASTICITY * (np.log(sec) - math.log(9.6))
-        + w.quality[videos]
+        + _QUALITY_PLAY * w.quality[videos]
         + w.user_bias[users]
         + rng.normal(0.0, _NOISE_SD, n)
     )
     loops = rng.random(n) < loop_share
     log_play[loops] += np.abs(rng.normal(0.0, _LOOP_SD, loops.sum()))
-    skips = np.flatnonzero(rng.random(n) < _SKIP_SHARE)
+    skip_odds = _SKIP_SHARE / (1 - _SKIP_SHARE) * np.exp(-_SKIP_QUALITY * w.quality[videos])
+    skips = np.flatnonzero(rng.random(n) < skip_odds / (1 + skip_odds))
     skip_ratio = np.exp(rng.normal(math.log(_SKIP_RATIO), _SKIP_SD, skips.size))
     log_play[skips] = np.minimum(log_play[skips], np.log(sec[skips] * skip_ratio))
     play = np.rint(np.exp(log_play) * 1000).astype(np.int64)

@@ -265,6 +265,9 @@ def main() -> None:
     parser.add_argument("--full-catalogue", action="store_true")
     parser.add_argument("--big", action="store_true", help="also the big-matrix facts")
     parser.add_argument("--data", type=Path, help="profile this folder instead of generating")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 when a statistic is out of tolerance"
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -280,12 +283,15 @@ def main() -> None:
         label = f"demo scale {args.scale} seed {args.seed}"
     mine = structure(sample_pairs(small), category)
     print(f"{'statistic':28} {'real':>9} {'demo':>9}  tolerance   ({label})")
+    out = []
     for name in ("pairs", "users", "videos"):
         print(f"{name:28} {real[name]:>9,} {mine[name]:>9,}")
     for name, issue, kind, tol in TARGETS:
         rule = {"rel": f"{tol or 0:.0%} rel", "abs": f"+-{tol}", "max": f"|x| <= {tol}"}
         rule = rule.get(kind, "")
         verdict = _verdict(mine[name], real[name] if kind != "max" else 0.0, kind, tol)
+        if verdict == "OUT":
+            out.append(name)
         print(
             f"{name:28} {real[name]:>9.4f} {mine[name]:>9.4f}  {rule:10} {verdict:3}"
             f"  (issue: {issue})"
@@ -295,6 +301,8 @@ def main() -> None:
         for name, value in big_facts(big_frame).items():
             print(f"{name:28} {BIG_TARGETS[name]:>9} {value:>9.4f}")
     print(f"({time.perf_counter() - started:.1f} s)")
+    if args.check and out:
+        sys.exit(f"error: out of tolerance: {', '.join(out)}")
 
 
 if __name__ == "__main__":
