@@ -92,8 +92,9 @@ _QUALITY_PLAY = 0.6  # share of a video's quality that lengthens watching; the r
 _SKIP_QUALITY = 4.0  # log odds of a skip per unit of quality
 _LOOP_SHARE = 0.09  # views that loop the video: log watch time + |N(0, _LOOP_SD)|
 _LOOP_SD = 0.75
-_FEED_EFFECT = -0.02  # log watch-time offset of big-matrix (feed) views
-_FEED_LOOP_SHARE = 0.12  # feed views loop more often (real big-matrix p99 4.8, small 3.6)
+_FEED_EFFECT = -0.06  # log watch-time offset of big-matrix (feed) views
+_FEED_LOOP_SHARE = 0.12  # feed views loop more often and longer (real p99 4.8, small 3.6)
+_FEED_LOOP_SD = 0.95
 _LENGTH_SD = 0.45  # log-sd of video length around the 9.6 s median
 _CHUNK_USERS = 256
 _GRID = 1024  # tastes and topic vectors are rounded to multiples of 1 / _GRID
@@ -391,6 +392,7 @@ def _watch(
     rng: np.random.Generator,
     offset: float = 0.0,
     loop_share: float = _LOOP_SHARE,
+    loop_sd: float = _LOOP_SD,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Play duration (ms) and watch_ratio of views: video length and quality, the user, noise;
     a share of views are skipped early and a share loop the video. Taste plays no part."""
@@ -405,7 +407,7 @@ def _watch(
         + rng.normal(0.0, _NOISE_SD, n)
     )
     loops = rng.random(n) < loop_share
-    log_play[loops] += np.abs(rng.normal(0.0, _LOOP_SD, loops.sum()))
+    log_play[loops] += np.abs(rng.normal(0.0, loop_sd, loops.sum()))
     skip_odds = _SKIP_SHARE / (1 - _SKIP_SHARE) * np.exp(-_SKIP_QUALITY * w.quality[videos])
     skips = np.flatnonzero(rng.random(n) < skip_odds / (1 + skip_odds))
     skip_ratio = np.exp(rng.normal(math.log(_SKIP_RATIO), _SKIP_SD, skips.size))
@@ -478,7 +480,7 @@ def _big_matrix(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     view_pair = np.r_[np.arange(pu.size), rw_pair]
     del rw_user, rw_pair
     u, v = pu[view_pair], pv[view_pair]
-    play, ratio = _watch(w, u, v, rng, _FEED_EFFECT, _FEED_LOOP_SHARE)
+    play, ratio = _watch(w, u, v, rng, _FEED_EFFECT, _FEED_LOOP_SHARE, _FEED_LOOP_SD)
     del view_pair
     ts, day = _event_times(u.size, rng)
 

@@ -444,22 +444,35 @@ def test_exposure_is_personal_but_watch_time_carries_no_taste(con, demo_dir):
         "CREATE OR REPLACE TEMP TABLE cat AS SELECT video_id, first_level_category_id AS c "
         f"FROM {_read_sql(demo_dir, 'caption_category')} WHERE first_level_category_id <> -124"
     )
+    # The favourite category from half of a user's views (odd rows in time), its share in the
+    # other half against its share of all views.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE halves AS
+        SELECT user_id, c, row_number() OVER (PARTITION BY user_id ORDER BY timestamp) % 2 AS half
+        FROM big_dedup JOIN cat USING (video_id)
+        """
+    )
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE fav AS
-        SELECT user_id, arg_max(c, n) AS c, max(n) / sum(n) AS share FROM (
-            SELECT user_id, c, count(*) AS n FROM big_dedup JOIN cat USING (video_id)
-            GROUP BY user_id, c)
+        SELECT user_id, arg_max(c, n) AS c FROM (
+            SELECT user_id, c, count(*) AS n FROM halves WHERE half = 1 GROUP BY user_id, c)
         GROUP BY user_id
         """
     )
-    personal = _one(con, "SELECT avg(share) FROM fav")
-    overall = _one(
+    lift = _one(
         con,
-        "SELECT max(n) / sum(n) FROM (SELECT count(*) AS n FROM big_dedup "
-        "JOIN cat USING (video_id) GROUP BY c)",
+        """
+        WITH overall AS (
+            SELECT c, count(*) / sum(count(*)) OVER () AS share FROM halves GROUP BY c),
+        other_half AS (
+            SELECT h.user_id, avg((h.c = fav.c)::int) AS share, any_value(fav.c) AS c
+            FROM halves AS h JOIN fav USING (user_id) WHERE h.half = 0 GROUP BY h.user_id)
+        SELECT avg(other_half.share - overall.share) FROM other_half JOIN overall USING (c)
+        """,
     )
-    assert personal > overall + 0.1
+    assert lift > 0.05
     # Residual of y after the user's and the video's mean, by favourite category or not.
     fav, other = con.execute(
         """
