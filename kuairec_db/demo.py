@@ -6,15 +6,21 @@ order of ``schema.SOURCES``). Scale 1.0 has the real shape (7,176 users, 10,728 
 row counts grow with scale squared; with ``full_catalogue=True`` it shrinks users only (every
 user keeps KuaiRec's activity and catalogue), so row counts grow in proportion to scale.
 
-Planted structure, so that models have something to find:
+Planted structure, calibrated to a real random sample of the fully observed small matrix (83
+videos a user; ``scripts/calibrate_demo.py`` prints every statistic beside the real one):
 
 * topics: 10 topics of 3 subtopics each. Every video has a main topic and subtopic (which also
   set its first- and second-level caption categories, its first tag and its video_tag) plus a
   small random mix; every user has a taste concentrated on the subtopics of 1-3 topics;
-* exposure in the big matrix grows with a Zipf-like video popularity (correlated with quality)
-  and with taste affinity; user activity is heavy-tailed;
-* watch time: about 7.5 s of most videos whatever their length (so short videos get a high
-  watch_ratio), times an affinity effect, a per-video quality effect, a user effect and noise;
+* exposure in the big matrix is personal: it grows with a Zipf-like video popularity (correlated
+  with quality) and with taste affinity, as a feed shows users what it expects them to like;
+  user activity has the real shape (100 to about 15,000 views, median about 1,850);
+* watch time does not depend on taste (the real matrix shows no user x category effect and no
+  low-rank interaction): about 7.5 s of most videos whatever their length (so short videos get a
+  high watch_ratio), a per-video quality effect (which also makes early skips rarer), a small
+  user effect and a lot of noise; 12% of views are skipped early and a few loop the video
+  (feed views loop more often). On y = ln(1 + watch_ratio) the video explains about 40% of the
+  variance, the user about 5%, as in the real sample;
 * the small matrix is the same process, fully observed: each small user sees each small video.
 
 Quirks of the real files that are reproduced: duplicate log rows (a few filed under another
