@@ -517,3 +517,50 @@ def test_small_matrix_profile_matches_the_real_sample(source, demo_dir):
     assert "OUT" not in result.stdout
     for name in ("watch_ratio_p99", "r2_additive", "user_category_component", "factor_gain"):
         assert re.search(rf"^{name} .* ok ", result.stdout, re.M), name
+
+
+def _calibration_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "calibrate_demo.py"
+    spec = importlib.util.spec_from_file_location("calibrate_demo", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["calibrate_demo"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_calibration_statistics_on_planted_matrices():
+    """The calibration script's sample is DuckDB's md5 rule; an exactly additive matrix has
+    R^2 1 and no category component; a planted user x category taste is found."""
+    import numpy as np
+    import pandas as pd
+
+    cal = _calibration_module()
+    rng = np.random.default_rng(0)
+    n_u, n_v = 40, 120
+    user_effect, video_effect = rng.uniform(0.1, 0.6, n_u), rng.uniform(0.1, 0.6, n_v)
+    category = pd.Series(np.arange(n_v) % 4, index=np.arange(n_v))
+    u, v = np.repeat(np.arange(n_u), n_v), np.tile(np.arange(n_v), n_u)
+    additive = pd.DataFrame(
+        {"user_id": u, "video_id": v, "watch_ratio": np.expm1(user_effect[u] + video_effect[v])}
+    )
+    sample = cal.sample_pairs(additive)
+    expected = duckdb.sql(
+        "select user_id, video_id from additive qualify row_number() over (partition by user_id "
+        "order by md5(user_id::varchar || '-' || video_id::varchar)) <= 83 order by all"
+    ).fetchall()
+    assert sorted(map(tuple, sample[["user_id", "video_id"]].to_numpy().tolist())) == expected
+    stats = cal.structure(sample, category)
+    assert stats["r2_additive"] == pytest.approx(1.0, abs=1e-9)
+    assert abs(stats["user_category_component"]) < 1e-9
+    assert abs(stats["factor_gain"]) < 1e-6
+
+    taste = rng.normal(0.0, 0.3, (n_u, 4))
+    planted = additive.assign(
+        watch_ratio=np.expm1(user_effect[u] + video_effect[v] + taste[u, v % 4] + 0.2)
+    )
+    stats = cal.structure(cal.sample_pairs(planted), category)
+    assert stats["user_category_component"] > 0.3
+    assert stats["factor_gain"] > 0.1  # the taste is rank 4
+    assert stats["ndcg10_video_mean_affinity"] > stats["ndcg10_video_mean"]
