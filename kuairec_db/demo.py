@@ -18,7 +18,7 @@ videos a user; ``scripts/calibrate_demo.py`` prints every statistic beside the r
 * watch time does not depend on taste (the real matrix shows no user x category effect and no
   low-rank interaction): about 7.5 s of most videos whatever their length (so short videos get a
   high watch_ratio), a per-video quality effect (which also makes early skips rarer), a small
-  user effect and a lot of noise; 12% of views are skipped early and a few loop the video
+  user effect and a lot of noise; about 12% of views are skipped early and a few loop the video
   (feed views loop more often). On y = ln(1 + watch_ratio) the video explains about 40% of the
   variance, the user about 5%, as in the real sample;
 * the small matrix is the same process, fully observed: each small user sees each small video.
