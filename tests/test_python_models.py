@@ -387,7 +387,10 @@ def test_tuning_run_writes_the_same_eval_rankings_and_no_recommendations(name):
 # The demo database
 
 
-def test_every_python_model_beats_random_on_the_demo(db_con):
+def test_item_neighbour_models_beat_random_on_the_demo(db_con):
+    """itemknn and EASE find the videos that are watched. BPR is left out: it learns what the
+    feed showed each user (taste-driven exposure), which in the calibrated demo, as in KuaiRec,
+    says nothing about watch time; its ranking is checked on the checkerboard above."""
     ndcg = dict(
         db_con.execute(
             "select model, value from eval_metrics "
@@ -395,7 +398,7 @@ def test_every_python_model_beats_random_on_the_demo(db_con):
         ).fetchall()
     )
     baseline = "random" if "random" in ndcg else "popularity"
-    for name in PYTHON_MODELS:
+    for name in ("itemknn", "ease"):
         assert ndcg[name] > ndcg[baseline], (name, ndcg)
 
 

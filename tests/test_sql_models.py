@@ -316,7 +316,11 @@ def test_sequence_recovers_a_planted_next_video_chain(con):
 # On the demo database
 
 
-def test_every_model_beats_random_on_the_demo(db_con):
+def test_models_that_use_the_video_beat_random_on_the_demo(db_con):
+    """The calibrated demo has KuaiRec's structure: the video decides most of the watch time,
+    the user's category taste nothing. Models that learn which videos are watched beat random;
+    content, which ranks by the user's categories, does not beat popularity by engagement (its
+    ranking is checked on a planted taste in test_content_recommends_an_unseen_video_...)."""
     ndcg = dict(
         db_con.execute(
             "select model, value from eval_metrics "
@@ -324,8 +328,9 @@ def test_every_model_beats_random_on_the_demo(db_con):
         ).fetchall()
     )
     assert {"random", "popularity_engagement", "content", "sequence"} <= set(ndcg)
-    losers = {m: round(v, 4) for m, v in ndcg.items() if m != "random" and v <= ndcg["random"]}
-    assert not losers, f"not above random ({ndcg['random']:.4f}): {losers}"
+    for model in ("popularity", "popularity_engagement", "sequence"):
+        assert ndcg[model] > ndcg["random"], (model, ndcg)
+    assert ndcg["content"] < ndcg["popularity_engagement"]
 
 
 @pytest.mark.parametrize("model", ["random", "popularity_engagement", "content", "sequence"])
