@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def _commands() -> list:
     # Each command module exposes register(subparsers) and sets args.func.
-    from kuairec_db import commands, download, exposure, report, tune
+    from kuairec_db import commands, download, exposure, profile, report, tune
 
     return [
         commands.register_build,
@@ -27,6 +27,7 @@ def _commands() -> list:
         commands.register_bench,
         exposure.register,
         report.register,
+        profile.register,
         tune.register,
     ]
 
