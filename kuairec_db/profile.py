@@ -95,7 +95,8 @@ def additive_fit(
 def _ridge_side(
     rows: np.ndarray, n_rows: int, other: np.ndarray, target: np.ndarray, lam: float
 ) -> np.ndarray:
-    """Per row code, the ridge solution x of sum over its pairs (target - other . x)^2 + lam |x|^2."""
+    """Per row code, the ridge solution x of: sum over its pairs of (target - other . x)^2
+    + lam |x|^2."""
     n_pairs, rank = other.shape
     indicator = sparse.csr_matrix(
         (np.ones(n_pairs), (rows, np.arange(n_pairs))), shape=(n_rows, n_pairs)
@@ -273,9 +274,7 @@ def profile_folder(path: Path, threads: int | None = None) -> pd.DataFrame:
             con.close()
 
 
-def profile_pairs(
-    pairs_csv: Path, caption_csv: Path, threads: int | None = None
-) -> pd.DataFrame:
+def profile_pairs(pairs_csv: Path, caption_csv: Path, threads: int | None = None) -> pd.DataFrame:
     """The profile of a bare ``user_id, video_id, watch_ratio`` file of the fully observed matrix
     (one row per view; several rows of a pair are averaged) with its videos' caption file."""
     pairs_csv, caption_csv = Path(pairs_csv), Path(caption_csv)
@@ -432,9 +431,7 @@ def side_by_side(profiles: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 keys.append(key)
                 comments[key] = row.comment
             values[label][key] = row.value
-    rows = [
-        [*key, *(values[label].get(key) for label in profiles), comments[key]] for key in keys
-    ]
+    rows = [[*key, *(values[label].get(key) for label in profiles), comments[key]] for key in keys]
     return pd.DataFrame(rows, columns=["section", "scope", "statistic", *profiles, "comment"])
 
 
@@ -497,15 +494,11 @@ def run_command(args) -> int:
         + ("  comment" if len(labels) == 1 else "")
     )
     section = None
-    for row_section, scope, statistic, *values, comment in table.itertuples(
-        index=False, name=None
-    ):
+    for row_section, scope, statistic, *values, comment in table.itertuples(index=False, name=None):
         if row_section != section:
             section = row_section
             print(f"-- {section}")
-        cells = "".join(
-            _format(value, statistic).rjust(w + 2) for value, w in zip(values, widths)
-        )
+        cells = "".join(_format(value, statistic).rjust(w + 2) for value, w in zip(values, widths))
         tail = f"  {comment}" if len(labels) == 1 else ""
         print(scope.ljust(scope_width) + statistic.ljust(stat_width) + cells + tail)
     if args.csv:
