@@ -408,7 +408,7 @@ def profile_source(
 # The command
 
 
-def _format(value: float | None, statistic: str) -> str:
+def format_value(value: float | None, statistic: str) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "-"
     if statistic.startswith("n_") or "views_per" in statistic:
@@ -498,7 +498,9 @@ def run_command(args) -> int:
         if row_section != section:
             section = row_section
             print(f"-- {section}")
-        cells = "".join(_format(value, statistic).rjust(w + 2) for value, w in zip(values, widths))
+        cells = "".join(
+            format_value(value, statistic).rjust(w + 2) for value, w in zip(values, widths)
+        )
         tail = f"  {comment}" if len(labels) == 1 else ""
         print(scope.ljust(scope_width) + statistic.ljust(stat_width) + cells + tail)
     if args.csv:

@@ -427,3 +427,17 @@ def test_help_has_an_example():
     result = run_cli("profile", "--help")
     assert result.returncode == 0
     assert "python -m kuairec_db profile" in result.stdout
+
+
+def test_report_has_the_profile_section(small_build, tmp_path):
+    _, db = small_build
+    out = tmp_path / "report.html"
+    result = run_cli("report", "--db", str(db), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    page = out.read_text(encoding="utf-8")
+    section = page.split('<section id="profile">', 1)[1].split("</section>", 1)[0]
+    stored = profile.profile_database(db).set_index(["scope", "statistic"])["value"]
+    for scope, statistic in (("small_matrix_sample", "r2_additive"), ("big_matrix", "density")):
+        shown = profile.format_value(stored[(scope, statistic)], statistic)
+        assert f"<td>{statistic}</td>" in section and shown in section, statistic
+    assert "<th>big_matrix</th><th>small_matrix</th>" in section
