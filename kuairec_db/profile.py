@@ -23,7 +23,6 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from kuairec_db import sources, stages
 from kuairec_db.errors import UserError
@@ -43,6 +42,7 @@ ALS_LAMBDA = 5.0
 ALS_ITERATIONS = 15
 ALS_SEED = 0
 PAIR_COLUMNS = ("user_id", "video_id", "watch_ratio")
+SCOPES = ("big_matrix", "small_matrix", "small_matrix_sample")
 # What the profile reads of a KuaiRec folder, in build order (the staging of each file first).
 FOLDER_SOURCES = ("caption_category", "big_matrix", "small_matrix")
 FOLDER_STAGES = (
@@ -92,19 +92,45 @@ def additive_fit(
     return mu, a, b
 
 
+def _groups(rows: np.ndarray, n_rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The row codes with pairs, bucketed by their number of pairs (widths 1.25^k apart):
+    per bucket the codes and a (codes, width) matrix of their pair positions, padded with
+    len(rows) (a zero pair)."""
+    order = np.argsort(rows, kind="stable")
+    counts = np.bincount(rows, minlength=n_rows)
+    starts = np.cumsum(counts) - counts
+    steps = np.ceil(np.log(np.maximum(counts, 1)) / np.log(1.25))  # widths 1.25^k apart
+    width = np.where(counts > 0, np.ceil(1.25**steps - 1e-9), 0).astype(int)
+    width = np.maximum(width, counts)
+    groups = []
+    for w in np.unique(width[width > 0]):
+        codes = np.flatnonzero(width == w)
+        offsets = np.arange(w)[None, :]
+        valid = offsets < counts[codes][:, None]
+        positions = np.minimum(starts[codes][:, None] + offsets, len(rows) - 1)
+        groups.append((codes, np.where(valid, order[positions], len(rows))))
+    return groups
+
+
 def _ridge_side(
-    rows: np.ndarray, n_rows: int, other: np.ndarray, target: np.ndarray, lam: float
+    groups: list[tuple[np.ndarray, np.ndarray]],
+    n_rows: int,
+    other: np.ndarray,
+    target: np.ndarray,
+    lam: float,
 ) -> np.ndarray:
     """Per row code, the ridge solution x of: sum over its pairs of (target - other . x)^2
-    + lam |x|^2."""
-    n_pairs, rank = other.shape
-    indicator = sparse.csr_matrix(
-        (np.ones(n_pairs), (rows, np.arange(n_pairs))), shape=(n_rows, n_pairs)
-    )
-    outer = (other[:, :, None] * other[:, None, :]).reshape(n_pairs, rank * rank)
-    gram = np.asarray(indicator @ outer).reshape(n_rows, rank, rank) + lam * np.eye(rank)
-    rhs = np.asarray(indicator @ (other * target[:, None]))
-    return np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
+    + lam |x|^2 (0 for a code without pairs). other holds each pair's fixed factors."""
+    rank = other.shape[1]
+    other = np.vstack([other, np.zeros((1, rank))])
+    target = np.append(target, 0.0)
+    solution = np.zeros((n_rows, rank))
+    for codes, positions in groups:
+        f = other[positions]  # (codes, width, rank)
+        gram = np.einsum("cwr,cws->crs", f, f, optimize=True) + lam * np.eye(rank)
+        rhs = np.einsum("cwr,cw->cr", f, target[positions])
+        solution[codes] = np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
+    return solution
 
 
 def als(
@@ -126,9 +152,10 @@ def als(
     rng = np.random.default_rng(seed)
     p = rng.normal(0.0, 0.1, (n_users, rank))
     q = rng.normal(0.0, 0.1, (n_videos, rank))
+    user_groups, video_groups = _groups(users, n_users), _groups(videos, n_videos)
     for _ in range(iterations):
-        p = _ridge_side(users, n_users, q[videos], target, lam)
-        q = _ridge_side(videos, n_videos, p[users], target, lam)
+        p = _ridge_side(user_groups, n_users, q[videos], target, lam)
+        q = _ridge_side(video_groups, n_videos, p[users], target, lam)
     return p, q
 
 
@@ -431,6 +458,11 @@ def side_by_side(profiles: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 keys.append(key)
                 comments[key] = row.comment
             values[label][key] = row.value
+    # sections, then scopes, in their order; statistics in data_profile's order
+    position: dict[tuple[str, str], int] = {}
+    for section, _, statistic in keys:
+        position.setdefault((section, statistic), len(position))
+    keys.sort(key=lambda k: (k[0], SCOPES.index(k[1]), position[(k[0], k[2])]))
     rows = [[*key, *(values[label].get(key) for label in profiles), comments[key]] for key in keys]
     return pd.DataFrame(rows, columns=["section", "scope", "statistic", *profiles, "comment"])
 

@@ -393,6 +393,8 @@ def test_bare_pairs_file_side_by_side_with_a_folder(small_build, tmp_path):
     # a bare pairs file has no big matrix
     assert table.loc[table["scope"] == "big_matrix", "pairs.csv"].isna().all()
     assert table.loc[table["scope"] == "big_matrix", "data"].notna().all()
+    # rows in data_profile's order, whichever source has them first
+    assert table["scope"].map(profile.SCOPES.index).is_monotonic_increasing
 
 
 def test_bad_inputs_are_one_line(tmp_path, small_build):
