@@ -445,6 +445,12 @@ def format_value(value: float | None, statistic: str) -> str:
     return f"{value:.4f}"
 
 
+def values(frame: pd.DataFrame, scope: str = "small_matrix_sample") -> dict[str, float]:
+    """A profile's statistics of one scope as {statistic: value}."""
+    rows = frame[frame["scope"] == scope]
+    return dict(zip(rows["statistic"], rows["value"].astype(float)))
+
+
 def side_by_side(profiles: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per (section, scope, statistic), one value column per profile, then comment."""
     keys: list[tuple[str, str, str]] = []

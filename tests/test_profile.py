@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shutil
 
 import duckdb
 import numpy as np
@@ -318,7 +319,7 @@ def planted_pairs(tmp_path_factory):
 def test_profile_matches_an_independent_implementation(planted_pairs):
     folder, pairs, categories = planted_pairs
     frame = profile.profile_pairs(folder / "pairs.csv", folder / "captions.csv")
-    got = {r.statistic: r.value for r in frame.itertuples() if r.scope == "small_matrix_sample"}
+    got = profile.values(frame)
     expected = _independent_structure(pairs, categories)
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, abs=1e-5), name
@@ -418,6 +419,21 @@ def test_bad_inputs_are_one_line(tmp_path, small_build):
     empty = tmp_path / "empty"
     empty.mkdir()
     cases[(str(empty),)] = "no KuaiRec files here"
+    # a folder needs the two matrices and the caption file, and reads them as the build does
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(data / "big_matrix.csv", partial)
+    cases[(str(partial),)] = (
+        "missing KuaiRec file(s): kuairec_caption_category.csv, small_matrix.csv"
+    )
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("big_matrix.csv", "kuairec_caption_category.csv"):
+        shutil.copy(data / name, broken)
+    lines = (data / "small_matrix.csv").read_text().splitlines()
+    lines[3] = lines[3].replace(lines[3].split(",")[1], "oops", 1)
+    (broken / "small_matrix.csv").write_text("\n".join(lines) + "\n")
+    cases[(str(broken),)] = 'small_matrix.csv: line 4: column video_id: "oops" is not an integer'
     for args, message in cases.items():
         result = run_cli("profile", *args)
         assert result.returncode == 2, (args, result.stderr)

@@ -254,7 +254,7 @@ def test_profile_of_the_real_sample_matches_the_measured_values():
     frame = profile.profile_pairs(
         real / "small_matrix_sample.csv", real / "kuairec_caption_category.csv"
     )
-    s = {r.statistic: r.value for r in frame.itertuples() if r.scope == "small_matrix_sample"}
+    s = profile.values(frame)
     assert (s["n_users"], s["n_videos"], s["n_pairs"]) == (1_411, 2_519, 117_113)
     assert round(s["watch_ratio_p50"], 2) == 0.78
     assert round(s["watch_ratio_p90"], 2) == 1.59
