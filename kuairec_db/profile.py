@@ -7,7 +7,8 @@ exactly, written here by ``write_fits`` from ``int_profile_sample`` during the b
   y ~ mu + a_user + b_video, by backfitting until no effect moves more than 1e-6;
 - ``int_profile_factor_gain``: per rank 4, 8, 16, the held-out sums of squares of that additive
   fit and of the additive fit plus a rank-r regularised ALS model of its residuals, both fitted
-  on the pairs not held out (``is_holdout``).
+  on the pairs not held out (``is_holdout``; a user or video with no such pair has effect and
+  factors 0).
 
 The same SQL profiles a folder of KuaiRec files or a bare ``user_id, video_id, watch_ratio`` file
 with a caption file, in an in-memory DuckDB, without a build: ``profile_source``.
@@ -162,9 +163,9 @@ def als(
 def fits(sample: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The two hook tables from the sample (columns user_id, video_id, y, is_holdout)."""
     sample = sample.sort_values(["user_id", "video_id"], kind="stable").reset_index(drop=True)
-    users_ids, users = np.unique(sample["user_id"].to_numpy(), return_inverse=True)
+    user_ids, users = np.unique(sample["user_id"].to_numpy(), return_inverse=True)
     video_ids, videos = np.unique(sample["video_id"].to_numpy(), return_inverse=True)
-    n_users, n_videos = len(users_ids), len(video_ids)
+    n_users, n_videos = len(user_ids), len(video_ids)
     y = sample["y"].to_numpy(dtype=float)
     mu, a, b = additive_fit(y, users, videos, n_users, n_videos)
     fit = pd.DataFrame(
