@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import duckdb
@@ -429,6 +430,11 @@ def profile_source(
                 "(kuairec_caption_category.csv)"
             )
         return profile_pairs(path, captions, threads)
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise UserError(
+            f"{path}: not a database, a pairs CSV (.csv) or KuaiRec.zip; a profile reads one of "
+            "those or a folder of KuaiRec files"
+        )
     return profile_folder(path, threads)
 
 

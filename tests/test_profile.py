@@ -419,6 +419,9 @@ def test_bad_inputs_are_one_line(tmp_path, small_build):
     empty = tmp_path / "empty"
     empty.mkdir()
     cases[(str(empty),)] = "no KuaiRec files here"
+    other = tmp_path / "notes.duckdb"
+    other.write_text("not a database\n")
+    cases[(str(other),)] = "not a database, a pairs CSV (.csv) or KuaiRec.zip"
     # a folder needs the two matrices and the caption file, and reads them as the build does
     partial = tmp_path / "partial"
     partial.mkdir()
