@@ -5,7 +5,8 @@ exactly, written here by ``write_fits`` from ``int_profile_sample`` during the b
 
 - ``int_profile_fit``: the residual of each sampled pair under the least-squares fit
   y ~ mu + a_user + b_video, by backfitting until no effect moves more than 1e-6;
-- ``int_profile_factor_gain``: per rank 4, 8, 16, the held-out sums of squares of that additive
+- ``int_profile_factor_gain``: per penalty (5, and 1 for a diagnostic) and rank 4, 8, 16, the
+  held-out sums of squares of that additive
   fit and of the additive fit plus a rank-r regularised ALS model of its residuals, both fitted
   on the pairs not held out (``is_holdout``; a user or video with no such pair has effect and
   factors 0).
@@ -41,6 +42,9 @@ PROFILE_VIEW = "data_profile"
 ADDITIVE_TOLERANCE = 1e-6
 FACTOR_RANKS = (4, 8, 16)
 ALS_LAMBDA = 5.0
+# A weaker penalty as a diagnostic row (factor_gain_lambda_1): lambda 5 can shrink a real
+# low-rank signal of a sample this size to nothing; lambda 1 overfits noise (on the real sample).
+DIAGNOSTIC_LAMBDAS = (1.0,)
 ALS_ITERATIONS = 15
 ALS_SEED = 0
 PAIR_COLUMNS = ("user_id", "video_id", "watch_ratio")
@@ -185,14 +189,16 @@ def fits(sample: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         additive_held = mu_t + a_t[users[held]] + b_t[videos[held]]
         ss_total = float(((y[held] - y[held].mean()) ** 2).sum())
         ss_additive = float(((y[held] - additive_held) ** 2).sum())
-        for rank in FACTOR_RANKS:
-            p, q = als(residual_t, users[train], videos[train], n_users, n_videos, rank)
-            factor_held = additive_held + (p[users[held]] * q[videos[held]]).sum(axis=1)
-            ss_factor = float(((y[held] - factor_held) ** 2).sum())
-            gain_rows.append((rank, int(held.sum()), ss_total, ss_additive, ss_factor))
+        for lam in (ALS_LAMBDA, *DIAGNOSTIC_LAMBDAS):
+            for rank in FACTOR_RANKS:
+                p, q = als(residual_t, users[train], videos[train], n_users, n_videos, rank, lam)
+                factor_held = additive_held + (p[users[held]] * q[videos[held]]).sum(axis=1)
+                ss_factor = float(((y[held] - factor_held) ** 2).sum())
+                gain_rows.append((lam, rank, int(held.sum()), ss_total, ss_additive, ss_factor))
     gains = pd.DataFrame(
         gain_rows,
         columns=[
+            "als_lambda",
             "rank",
             "n_holdout_pairs",
             "ss_total_holdout",

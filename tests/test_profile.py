@@ -224,8 +224,8 @@ def _independent_structure(pairs: pd.DataFrame, categories: dict[int, int]) -> d
     residual = y[train] - base_train
     ss_tot_h = ((y[held] - y[held].mean()) ** 2).sum()
     ss_add = ((y[held] - base_held) ** 2).sum()
-    gains = []
-    for rank in (4, 8, 16):
+
+    def gain(rank: int, lam: float) -> float:
         rng = np.random.default_rng(0)
         p = rng.normal(0, 0.1, (n_u, rank))
         q = rng.normal(0, 0.1, (n_v, rank))
@@ -233,14 +233,16 @@ def _independent_structure(pairs: pd.DataFrame, categories: dict[int, int]) -> d
             for i in range(n_u):
                 m = u[train] == i
                 f = q[v[train][m]]
-                p[i] = np.linalg.solve(f.T @ f + 5.0 * np.eye(rank), f.T @ residual[m])
+                p[i] = np.linalg.solve(f.T @ f + lam * np.eye(rank), f.T @ residual[m])
             for j in range(n_v):
                 m = v[train] == j
                 f = p[u[train][m]]
-                q[j] = np.linalg.solve(f.T @ f + 5.0 * np.eye(rank), f.T @ residual[m])
+                q[j] = np.linalg.solve(f.T @ f + lam * np.eye(rank), f.T @ residual[m])
         fac = base_held + (p[u[held]] * q[v[held]]).sum(axis=1)
-        gains.append((ss_add - ((y[held] - fac) ** 2).sum()) / ss_tot_h)
-    out["factor_gain"] = max(gains)
+        return (ss_add - ((y[held] - fac) ** 2).sum()) / ss_tot_h
+
+    out["factor_gain"] = max(gain(rank, 5.0) for rank in (4, 8, 16))
+    out["factor_gain_lambda_1"] = max(gain(rank, 1.0) for rank in (4, 8, 16))
 
     s_v = np.bincount(v, y, n_v)
     c_v = np.bincount(v, minlength=n_v)

@@ -265,6 +265,7 @@ def test_profile_of_the_real_sample_matches_the_measured_values():
     assert round(s["r2_additive"], 3) == 0.445
     assert -0.01 < s["user_category_component"] < 0  # no measurable category taste
     assert -0.01 < s["factor_gain"] <= 0.01  # no held-out gain from a factor model
+    assert s["factor_gain_lambda_1"] < -0.05  # a weaker penalty only fits noise
     assert round(s["ndcg10_video_mean"], 2) == 0.47
     # the user's own category affinity makes the ranking worse
     assert s["ndcg10_video_mean_category_affinity"] < s["ndcg10_video_mean"] - 0.05

@@ -15,7 +15,8 @@
 --   user_category_component = [sum over cells (user, first-level category) with n >= 2 of
 --     ((sum e)^2 - sum e^2)] / [sum over those cells of n (n - 1)] / var_pop(y)
 --   factor_gain = max over rank r of (SS_additive - SS_factor) / SS_total on the held-out pairs
---     (int_profile_factor_gain: rank-r ALS of the residuals of the additive fit on the rest)
+--     (int_profile_factor_gain: rank-r ALS, lambda 5, of the additive fit's residuals on the
+--     rest); factor_gain_lambda_1: the same with lambda 1, a diagnostic
 --   ndcg10_*: label watch_ratio > 2; each user's sample videos ranked by score desc, ties by
 --     video_id asc; ndcg@10 = sum over hit ranks i <= 10 of 1 / log2(i + 1) divided by the sum
 --     over i = 1 .. min(R, 10); mean over users with R >= 1. Scores:
@@ -340,6 +341,16 @@ gains as (
         'factor_gain_rank_' || rank as statistic,
         (ss_additive_holdout - ss_factor_holdout) / ss_total_holdout as value
     from factor_gain
+    where als_lambda = 5
+),
+
+diagnostic_gains as (
+    select
+        'factor_gain_lambda_' || als_lambda::integer as statistic,
+        max((ss_additive_holdout - ss_factor_holdout) / ss_total_holdout) as value
+    from factor_gain
+    where als_lambda != 5
+    group by als_lambda
 ),
 
 structure_wide as (
@@ -373,6 +384,8 @@ structure_long as (
     having count(*) > 0
     union all
     select * from gains
+    union all
+    select * from diagnostic_gains
     union all
     select * from ndcg
 ),
@@ -458,6 +471,11 @@ definitions as (
         ),
         ('structure', 14, 'factor_gain_rank_8', 'the same, rank 8'),
         ('structure', 15, 'factor_gain_rank_16', 'the same, rank 16'),
+        (
+            'structure', 16, 'factor_gain_lambda_1',
+            'diagnostic: factor_gain with lambda 1 (lambda 5 can shrink a true low-rank signal '
+            || 'of a sample this size away; lambda 1 overfits where there is none)'
+        ),
         (
             'structure', 16, 'ndcg10_video_mean',
             'NDCG@10 (label watch_ratio > 2) ranking each user''s sample videos by the other '
