@@ -29,7 +29,17 @@ from typing import Any
 import duckdb
 import filelock
 
-from kuairec_db import __version__, hooks, lineage, progress, resources, sources, stages, validate
+from kuairec_db import (
+    __version__,
+    hooks,
+    lineage,
+    profile,
+    progress,
+    resources,
+    sources,
+    stages,
+    validate,
+)
 from kuairec_db.errors import UserError
 from kuairec_db.schema import SOURCES
 
@@ -560,6 +570,8 @@ def plan_fingerprints(
         parts += [f"{v}={variables.get(v)!r}" for v in _variables_used(stage.sql)]
         if stage.name.startswith("stg_"):
             parts += [input_fingerprints.get(stage.name[4:], "none"), reader_code]
+        if stage.name == profile.SAMPLE_TABLE:  # its Python fits are redone with it
+            parts.append(_code_digest([_PACKAGE_DIR / "profile.py"]))
         fps[stage.name] = _digest(parts)
     for model in models:
         text = model.path.read_text(encoding="utf-8")
@@ -706,6 +718,8 @@ def build(params: BuildParams) -> BuildResult:
                 timings[stage.name] = _run_stage(con, stage, src, source_read(stage, by_name))
             elif stage.kind == "ephemeral" and src is not None:
                 _run_stage(con, stage, src, source_read(stage, by_name))
+        if profile.SAMPLE_TABLE in stale or not existing.issuperset(profile.HOOK_TABLES):
+            timings["profile_fits"] = profile.write_fits(con)  # data_profile's two Python fits
         if hashing is not None:
             files_info.update(hashing.result())
         kept = len([s for s in table_stages if s.kind == "table"]) - len(stale)
@@ -739,7 +753,7 @@ def build(params: BuildParams) -> BuildResult:
         # exposure-study computed on the previous build would be stale. tuning_trials stays:
         # it documents where the settings file came from.
         keep = {s.name for s in all_stages if s.kind in ("view", "early_view") or s.name in fps}
-        keep |= set(stages.CONTRACT_TABLES)
+        keep |= set(stages.CONTRACT_TABLES) | set(profile.HOOK_TABLES)
         keep |= {"build_info", FINGERPRINT_TABLE, "tuning_trials"}  # trials explain the settings
         keep.add(lineage.TABLE)
         for name, kind in con.execute(

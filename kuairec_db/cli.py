@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def _commands() -> list:
     # Each command module exposes register(subparsers) and sets args.func.
-    from kuairec_db import commands, download, export, exposure, report, tune
+    from kuairec_db import commands, download, export, exposure, profile, report, tune
 
     return [
         commands.register_build,
@@ -29,6 +29,7 @@ def _commands() -> list:
         export.register,
         exposure.register,
         report.register,
+        profile.register,
         tune.register,
     ]
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SECTIONS = (
     ("data", "Data"),
+    ("profile", "Dataset profile"),
     ("leaderboard", "Leaderboard"),
     ("paired", "Paired comparisons against the best model"),
     ("popularity", "Accuracy and popularity"),
@@ -274,6 +275,44 @@ def section_data(reader: Reader, ctx: dict) -> str:
         parts.append(table(["source", "step", "role", "rows", "detail"], [list(r) for r in rows]))
     else:
         parts.append(note("This database has no <code>data_quality</code> view."))
+    return "".join(parts)
+
+
+def section_profile(reader: Reader) -> str:
+    """data_profile: the shape of both matrices side by side, then the structure statistics."""
+    from kuairec_db.profile import format_value
+
+    if not reader.has("data_profile"):
+        return note(
+            "This database has no <code>data_profile</code> view (built by an older version); "
+            "rebuild it, or run <code>python -m kuairec_db profile</code> on the data folder."
+        )
+    rows = reader.rows("select section, statistic, scope, value, comment from data_profile")
+    shape: dict[str, dict[str, Any]] = {}
+    structure = []
+    for section, statistic, scope, value, comment in rows:
+        if section == "shape":
+            shape.setdefault(statistic, {"comment": comment})[scope] = value
+        else:
+            structure.append([statistic, Html(_esc(format_value(value, statistic))), comment])
+    scopes = [s for s in ("big_matrix", "small_matrix") if any(s in v for v in shape.values())]
+    parts = [
+        '<p class="muted">How the data looks (<code>data_profile</code>; formulas in '
+        "<code>sql/public/data_profile.sql</code>). Compare two datasets with "
+        "<code>python -m kuairec_db profile A B</code>.</p>",
+        table(
+            ["statistic", *scopes, "how"],
+            [
+                [stat, *(Html(_esc(format_value(v.get(s), stat))) for s in scopes), v["comment"]]
+                for stat, v in shape.items()
+            ],
+        ),
+        "<h3>Structure of the fully observed matrix (83 md5-chosen videos a user)</h3>",
+        '<p class="muted">y = ln(1 + min(watch_ratio, 50)). Which part of y the video, the '
+        "user, the user's taste by category and a factor model explain, and two rankings "
+        "that need no model.</p>",
+        table(["statistic", "value", "how"], structure),
+    ]
     return "".join(parts)
 
 
@@ -780,6 +819,7 @@ def write_report(db: Path, out: Path) -> ReportResult:
         figs = Figures()
         bodies = {
             "data": section_data(reader, ctx),
+            "profile": section_profile(reader),
             "leaderboard": section_leaderboard(reader, ctx, figs),
             "paired": section_paired(reader, ctx),
             "popularity": section_popularity(reader, ctx, figs),

@@ -26,6 +26,7 @@ PUBLIC = [
     "eval_metrics",
     "build_info",
     "data_quality",
+    "data_profile",
 ]
 
 
