@@ -85,6 +85,18 @@ def rows(
                 sorted(input_files(table)),
             )
         )
+    from kuairec_db.profile import HOOK_TABLES, SAMPLE_TABLE
+
+    for table in HOOK_TABLES:  # the profile's fits, written by a Python hook of the build
+        out.append(
+            (
+                table,
+                "table (filled by the profile hook)",
+                "kuairec_db/profile.py",
+                [SAMPLE_TABLE],
+                sorted(input_files(SAMPLE_TABLE)),
+            )
+        )
     out.append(("build_info", "table", "kuairec_db/build.py", [], []))
     out.append((FINGERPRINT_TABLE, "table", "kuairec_db/build.py", [], []))
     out.append((TABLE, "table", "kuairec_db/lineage.py", [], []))
