@@ -155,9 +155,8 @@ def test_a_video_three_users_loved_does_not_top_the_list(exposure_db, tmp_path):
     assert top_list(exposure_db, "popularity", 1) == [FLUKE]  # a mean, hardly shrunk
     assert top_list(exposure_db, "video_quality", 1) != [FLUKE]
     data = exposure_db.execute("select value from build_info where key = 'data_location'")
-    unshrunk = build(
-        tmp_path, data.fetchone()[0], "--set", "video_quality.prior_views=0.01", models="video_quality"
-    )
+    location = data.fetchone()[0]
+    unshrunk = build(tmp_path, location, "--set", "video_quality.prior_views=0.01")
     assert top_list(unshrunk, "video_quality", 1) == [FLUKE]
     unshrunk.close()
 
