@@ -36,7 +36,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from kuairec_db.errors import UserError
-from kuairec_db.stages import MODELS_DIR, ranking_sql, select_body, strip_comments
+from kuairec_db.stages import (
+    CONTRACT_TABLES,
+    MODELS_DIR,
+    ranking_sql,
+    select_body,
+    strip_comments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +169,7 @@ def _insert_ranked(con: duckdb.DuckDBPyConnection, table: str, template: str) ->
 
 
 def clear_model(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    for table in ("recommendations", "eval_rankings", "model_user_factors", "model_item_factors"):
+    for table in CONTRACT_TABLES:
         con.execute(f"delete from {table} where model = ?", [name])
 
 

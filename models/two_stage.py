@@ -1,0 +1,324 @@
+"""two_stage: candidates from the other models, re-ranked by LightGBM lambdarank.
+
+Stage one, candidates: for each user the union of the top-N lists of the candidate models
+(`inputs`; by default every model of the build that is not itself built on other models):
+their eval_rankings for the small-matrix users, their recommendations for every big-matrix user,
+so no video the user has in training is ever a candidate.
+
+Stage two, features of a candidate pair, built in SQL: sql/two_stage/two_stage_features.sql
+(the video effect of video_quality and its standard error, popularity, duration, category
+affinity, user activity and segment, recency and share of the views of the user in the
+category of the video), plus for every candidate model m
+
+    rank__m   = rank in the list of m (missing when m did not list the video)
+    scaled__m = (score - min) / (max - min) over the list of m for the user (missing alike)
+
+LightGBM handles missing values itself (a candidate one model did not list goes its own way).
+
+Fit: lambdarank (LambdaMART, NDCG@10 as the metric) on the TUNE users only
+(int_ground_truth.split = tune, the label of eval_ground_truth), one query per user, users with
+no relevant candidate left out. A seeded `holdout` share of the tune users is held out: the
+boosting stops when NDCG@10 on them has not improved for `early_stopping` rounds, and the
+model keeps its best round. Deterministic: the seed of the build, `deterministic = True`,
+`force_row_wise`, a fixed thread count (`threads`, whatever the build uses) and rows in
+(user, video) order. The NDCG@10 on the held-out tune users is logged and stored: it is the
+honest tune estimate; the tune-split metrics of eval_metrics are partly in-sample.
+
+Feature importances (total gain and number of splits per feature) go to
+model_feature_importances, with the held-out NDCG@10 as the row `holdout_ndcg_at_10`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+import numpy as np
+import pandas as pd
+
+from kuairec_db import hooks
+from kuairec_db.errors import UserError
+from kuairec_db.hooks import ModelContext
+from kuairec_db.stages import SQL_DIR
+
+log = logging.getLogger(__name__)
+
+USES_OTHER_MODELS = True
+
+DEFAULTS = {
+    "inputs": "",
+    "num_leaves": 15,
+    "learning_rate": 0.05,
+    "max_rounds": 400,
+    "min_data_in_leaf": 20,
+    "holdout": 0.25,
+    "early_stopping": 30,
+    "threads": 2,
+}
+
+EVAL_AT = 10
+FEATURES_FILE = SQL_DIR / "two_stage" / "two_stage_features.sql"
+# What the features file reads (named here so that the build builds them for this model).
+READS = (
+    "int_train_events",
+    "feat_video_content",
+    "feat_video_popularity",
+    "feat_user_category_affinity",
+    "feat_user_activity",
+    "int_ground_truth",
+)
+IMPORTANCE_TABLE = "model_feature_importances"
+IMPORTANCE_COLUMNS = "model varchar, feature varchar, gain double, n_splits bigint"
+
+
+def _column(name: str) -> str:
+    return re.sub(r"[^a-z0-9_]", "_", name.lower())
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def input_models(ctx: ModelContext) -> list[str]:
+    """The candidate models: the `inputs` setting, or every first-stage model in eval_rankings."""
+    models = hooks.discover()
+    present = [
+        r[0]
+        for r in ctx.con.execute(
+            "select distinct model from eval_rankings where model <> ? order by model", [ctx.name]
+        ).fetchall()
+    ]
+    wanted = [n.strip() for n in str(ctx.settings.get("inputs", "")).split(",") if n.strip()]
+    if not wanted:
+        wanted = [n for n in present if n in models and not models[n].uses_other_models]
+    missing = [n for n in wanted if n not in present]
+    if missing:
+        raise UserError(
+            f"{ctx.name}: input model(s) {', '.join(missing)} have no rankings in this build "
+            f"(it has: {', '.join(present) or 'none'})"
+        )
+    if not wanted:
+        raise UserError(f"{ctx.name}: re-ranks other models, but this build runs no other model")
+    return wanted
+
+
+def video_effects(ctx: ModelContext) -> None:
+    """Temp table two_stage_video_effects: the effects video_quality estimates (its defaults)."""
+    model = hooks.discover()["video_quality"]
+    module = hooks.load_module(model)
+    sub = ModelContext(
+        ctx.con, model.name, hooks.model_defaults(model), ctx.top_n, ctx.threads, ctx.seed
+    )
+    effects = module.estimate(sub)
+    frame = pd.DataFrame(
+        {"item_index": np.arange(len(effects.effect)), "effect": effects.effect, "se": effects.se}
+    )
+    ctx.con.register("two_stage_effect_rows", frame)
+    try:
+        ctx.con.execute(
+            """
+            create or replace temp table two_stage_video_effects as
+            select items.video_id, rows.effect, rows.se as effect_se
+            from two_stage_effect_rows as rows
+            inner join int_item_index as items on rows.item_index = items.item_index
+            """
+        )
+    finally:
+        ctx.con.unregister("two_stage_effect_rows")
+
+
+def candidate_rows(ctx: ModelContext, source: str, inputs: list[str], tune_only: bool):
+    """Feature frame of every candidate pair in SOURCE, sorted by (user, video); with
+    tune_only, only tune users, with their label."""
+    ctx.con.execute(
+        f"""
+        create or replace temp table two_stage_lists as
+        select model, user_id, video_id, rank, score
+        from {source}
+        where model in ({", ".join(_literal(n) for n in inputs)})
+        {
+            "and user_id in (select user_id from int_ground_truth where split = 'tune')"
+            if tune_only
+            else ""
+        }
+        """
+    )
+    per_model = []
+    for name in inputs:
+        col, lit = _column(name), _literal(name)
+        per_model.append(f'max(rank) filter (where model = {lit})::double as "rank__{col}"')
+        per_model.append(
+            f"max(case when hi > lo then (score - lo) / (hi - lo) else 0.5 end) "
+            f'filter (where model = {lit}) as "scaled__{col}"'
+        )
+    label = ", coalesce(truth.is_relevant, false) as is_relevant" if tune_only else ""
+    truth_join = (
+        "left join int_ground_truth as truth "
+        "on f.user_id = truth.user_id and f.video_id = truth.video_id"
+        if tune_only
+        else ""
+    )
+    features = FEATURES_FILE.read_text(encoding="utf-8").strip().rstrip(";")
+    frame = ctx.con.execute(
+        f"""
+        with
+        ranges as (
+            select model, user_id,
+                min(score) filter (where isfinite(score)) as lo,
+                max(score) filter (where isfinite(score)) as hi
+            from two_stage_lists group by all
+        ),
+        ranks as (
+            select user_id, video_id, {", ".join(per_model)}
+            from two_stage_lists
+            inner join ranges using (model, user_id)
+            group by all
+        )
+        select f.*, ranks.* exclude (user_id, video_id){label}
+        from ({features}) as f
+        inner join ranks on f.user_id = ranks.user_id and f.video_id = ranks.video_id
+        {truth_join}
+        order by f.user_id, f.video_id
+        """
+    ).df()
+    return frame
+
+
+def feature_names(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in ("user_id", "video_id", "is_relevant")]
+
+
+def _groups(users: np.ndarray) -> np.ndarray:
+    """Sizes of the runs of equal users (rows sorted by user)."""
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else []
+    return np.diff(np.r_[starts, len(users)]).astype(int)
+
+
+def fit(ctx: ModelContext, frame: pd.DataFrame, features: list[str]):
+    """LightGBM lambdarank on the tune users, early stopping on a seeded held-out share."""
+    import lightgbm as lgb
+
+    relevant_users = frame.groupby("user_id")["is_relevant"].any()
+    users = np.array(sorted(relevant_users[relevant_users].index))
+    if len(users) < 2:
+        raise UserError(
+            f"{ctx.name}: fewer than two tune users have a relevant candidate: nothing to fit on"
+        )
+    order = np.random.default_rng(ctx.seed).permutation(len(users))
+    n_held = min(max(1, round(float(ctx.settings["holdout"]) * len(users))), len(users) - 1)
+    held = set(users[order[:n_held]].tolist())
+    rows = frame[frame["user_id"].isin(users)]
+    is_held = rows["user_id"].isin(held).to_numpy()
+    train, valid = rows[~is_held], rows[is_held]
+
+    def dataset(part: pd.DataFrame, reference=None):
+        return lgb.Dataset(
+            part[features].to_numpy(dtype=np.float64),
+            label=part["is_relevant"].to_numpy(dtype=int),
+            group=_groups(part["user_id"].to_numpy()),
+            feature_name=features,
+            reference=reference,
+            free_raw_data=False,
+        )
+
+    train_set = dataset(train)
+    valid_set = dataset(valid, train_set)
+    params = {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "eval_at": [EVAL_AT],
+        "num_leaves": int(ctx.settings["num_leaves"]),
+        "learning_rate": float(ctx.settings["learning_rate"]),
+        "min_data_in_leaf": int(ctx.settings["min_data_in_leaf"]),
+        "seed": int(ctx.seed),
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": int(ctx.settings["threads"]),
+        "verbose": -1,
+    }
+    booster = lgb.train(
+        params,
+        train_set,
+        num_boost_round=int(ctx.settings["max_rounds"]),
+        valid_sets=[valid_set],
+        valid_names=["holdout"],
+        callbacks=[lgb.early_stopping(int(ctx.settings["early_stopping"]), verbose=False)],
+    )
+    holdout = float(booster.best_score["holdout"][f"ndcg@{EVAL_AT}"])
+    return booster, holdout, len(users) - n_held, n_held
+
+
+def store_importances(ctx: ModelContext, booster, features: list[str], holdout: float) -> None:
+    ctx.con.execute(f"create table if not exists {IMPORTANCE_TABLE} ({IMPORTANCE_COLUMNS})")
+    ctx.con.execute(f"delete from {IMPORTANCE_TABLE} where model = ?", [ctx.name])
+    gain = booster.feature_importance("gain", iteration=booster.best_iteration)
+    splits = booster.feature_importance("split", iteration=booster.best_iteration)
+    rows = [(ctx.name, f, float(g), int(s)) for f, g, s in zip(features, gain, splits)]
+    rows.append((ctx.name, "holdout_ndcg_at_10", holdout, int(booster.best_iteration)))
+    ctx.con.executemany(f"insert into {IMPORTANCE_TABLE} values (?, ?, ?, ?)", rows)
+
+
+def _write(ctx: ModelContext, booster, frame: pd.DataFrame, features: list[str], target) -> None:
+    score = booster.predict(
+        frame[features].to_numpy(dtype=np.float64),
+        num_iteration=booster.best_iteration,
+        num_threads=int(ctx.settings["threads"]),
+    )
+    scored = pd.DataFrame(
+        {"user_id": frame["user_id"], "video_id": frame["video_id"], "score": score}
+    )
+    ctx.con.register("two_stage_scored", scored)
+    try:
+        user_index, item_index, values = (
+            np.asarray(v)
+            for v in ctx.con.execute(
+                """
+                select users.user_index, items.item_index, s.score
+                from two_stage_scored as s
+                inner join int_user_index as users on s.user_id = users.user_id
+                inner join int_item_index as items on s.video_id = items.video_id
+                """
+            )
+            .fetchnumpy()
+            .values()
+        )
+    finally:
+        ctx.con.unregister("two_stage_scored")
+    target(user_index, item_index, values)
+
+
+def run(ctx: ModelContext) -> None:
+    inputs = input_models(ctx)
+    started = time.perf_counter()
+    video_effects(ctx)
+    tune = candidate_rows(ctx, "eval_rankings", inputs, tune_only=True)
+    features = feature_names(tune)
+    booster, holdout, n_fit, n_held = fit(ctx, tune, features)
+    ctx.timings["fit_seconds"] = time.perf_counter() - started
+    store_importances(ctx, booster, features, holdout)
+    top = sorted(
+        zip(features, booster.feature_importance("gain", iteration=booster.best_iteration)),
+        key=lambda kv: -kv[1],
+    )[:5]
+    log.info(
+        "  %s: candidates from %s; fitted on %d tune users, stopped at round %d by %d held-out "
+        "tune users, their NDCG@%d %.4f; largest gains %s",
+        ctx.name,
+        ", ".join(inputs),
+        n_fit,
+        booster.best_iteration,
+        n_held,
+        EVAL_AT,
+        holdout,
+        ", ".join(f"{f} {g:.1f}" for f, g in top),
+    )
+    started = time.perf_counter()
+    evaluated = candidate_rows(ctx, "eval_rankings", inputs, tune_only=False)
+    _write(ctx, booster, evaluated, features, ctx.write_eval_scores)
+    if ctx.wants_recommendations:
+        catalogue = candidate_rows(ctx, "recommendations", inputs, tune_only=False)
+        _write(ctx, booster, catalogue, features, ctx.write_recommendation_scores)
+    for temp in ("two_stage_lists", "two_stage_video_effects"):
+        ctx.con.execute(f"drop table if exists temp.{temp}")
+    ctx.timings["score_seconds"] = time.perf_counter() - started
