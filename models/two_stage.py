@@ -20,9 +20,11 @@ Fit: lambdarank (LambdaMART, NDCG@10 as the metric) on the TUNE users only
 no relevant candidate left out. A seeded `holdout` share of the tune users is held out: the
 boosting stops when NDCG@10 on them has not improved for `early_stopping` rounds, and the
 model keeps its best round. Deterministic: the seed of the build, `deterministic = True`,
-`force_row_wise`, a fixed thread count (`threads`, whatever the build uses) and rows in
-(user, video) order. The NDCG@10 on the held-out tune users is logged and stored: it is the
-honest tune estimate; the tune-split metrics of eval_metrics are partly in-sample.
+`force_row_wise`, a fixed thread count (`threads`, default 1 whatever the build uses: on a
+busy 2-core machine two OpenMP threads made the fit 7 times slower, 59 s against 8.4 s at demo
+scale 0.3, with the same trees) and rows in (user, video) order. The NDCG@10 on the held-out
+tune users is logged and stored: it is the honest tune estimate; the tune-split metrics of
+eval_metrics are partly in-sample.
 
 Feature importances (total gain and number of splits per feature) go to
 model_feature_importances, with the held-out NDCG@10 as the row `holdout_ndcg_at_10`.
@@ -33,6 +35,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -54,7 +57,7 @@ DEFAULTS = {
     "min_data_in_leaf": 20,
     "holdout": 0.25,
     "early_stopping": 30,
-    "threads": 2,
+    "threads": 1,
 }
 
 EVAL_AT = 10
@@ -70,6 +73,16 @@ READS = (
 )
 IMPORTANCE_TABLE = "model_feature_importances"
 IMPORTANCE_COLUMNS = "model varchar, feature varchar, gain double, n_splits bigint"
+
+
+class Candidates(NamedTuple):
+    """Candidate pairs sorted by (user, video) with their features (NaN = missing)."""
+
+    users: np.ndarray
+    videos: np.ndarray
+    x: np.ndarray  # (pairs, features)
+    features: list[str]
+    relevant: np.ndarray | None  # the label, tune users only
 
 
 def _column(name: str) -> str:
@@ -130,28 +143,22 @@ def video_effects(ctx: ModelContext) -> None:
 
 def candidate_rows(ctx: ModelContext, source: str, inputs: list[str], tune_only: bool):
     """Feature frame of every candidate pair in SOURCE, sorted by (user, video); with
-    tune_only, only tune users, with their label."""
+    tune_only, only tune users, with their label. The SQL file gives the pair features; the
+    rank and scaled score of each candidate model are laid out in numpy (a pivot of ten
+    models in SQL took most of the time)."""
+    tune_filter = (
+        "and user_id in (select user_id from int_ground_truth where split = 'tune')"
+        if tune_only
+        else ""
+    )
     ctx.con.execute(
         f"""
         create or replace temp table two_stage_lists as
         select model, user_id, video_id, rank, score
         from {source}
-        where model in ({", ".join(_literal(n) for n in inputs)})
-        {
-            "and user_id in (select user_id from int_ground_truth where split = 'tune')"
-            if tune_only
-            else ""
-        }
+        where model in ({", ".join(_literal(n) for n in inputs)}) {tune_filter}
         """
     )
-    per_model = []
-    for name in inputs:
-        col, lit = _column(name), _literal(name)
-        per_model.append(f'max(rank) filter (where model = {lit})::double as "rank__{col}"')
-        per_model.append(
-            f"max(case when hi > lo then (score - lo) / (hi - lo) else 0.5 end) "
-            f'filter (where model = {lit}) as "scaled__{col}"'
-        )
     label = ", coalesce(truth.is_relevant, false) as is_relevant" if tune_only else ""
     truth_join = (
         "left join int_ground_truth as truth "
@@ -161,32 +168,45 @@ def candidate_rows(ctx: ModelContext, source: str, inputs: list[str], tune_only:
     )
     features = FEATURES_FILE.read_text(encoding="utf-8").strip().rstrip(";")
     frame = ctx.con.execute(
+        f"select f.*{label} from ({features}) as f {truth_join} order by f.user_id, f.video_id"
+    ).fetchnumpy()
+    users = np.asarray(frame.pop("user_id"), np.int64)
+    videos = np.asarray(frame.pop("video_id"), np.int64)
+    relevant = np.asarray(frame.pop("is_relevant"), bool) if tune_only else None
+    lists = ctx.con.execute(
         f"""
-        with
-        ranges as (
-            select model, user_id,
-                min(score) filter (where isfinite(score)) as lo,
-                max(score) filter (where isfinite(score)) as hi
-            from two_stage_lists group by all
-        ),
-        ranks as (
-            select user_id, video_id, {", ".join(per_model)}
+        select
+            user_id,
+            video_id,
+            list_position([{", ".join(_literal(n) for n in inputs)}], model) - 1 as model_code,
+            rank::double as rank,
+            case
+                when hi > lo and isfinite(score) then (score - lo) / (hi - lo)
+                else 0.5
+            end as scaled
+        from (
+            select
+                *,
+                min(score) filter (where isfinite(score)) over per_list as lo,
+                max(score) filter (where isfinite(score)) over per_list as hi
             from two_stage_lists
-            inner join ranges using (model, user_id)
-            group by all
+            window per_list as (partition by model, user_id)
         )
-        select f.*, ranks.* exclude (user_id, video_id){label}
-        from ({features}) as f
-        inner join ranks on f.user_id = ranks.user_id and f.video_id = ranks.video_id
-        {truth_join}
-        order by f.user_id, f.video_id
         """
-    ).df()
-    return frame
-
-
-def feature_names(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c not in ("user_id", "video_id", "is_relevant")]
+    ).fetchnumpy()
+    names = list(frame) + [f"{kind}__{_column(n)}" for n in inputs for kind in ("rank", "scaled")]
+    x = np.full((len(users), len(names)), np.nan)
+    for j, column in enumerate(frame.values()):
+        x[:, j] = np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
+    width = int(max(videos.max(), np.max(lists["video_id"]))) + 1 if len(users) else 1
+    position = np.searchsorted(
+        users * width + videos,
+        np.asarray(lists["user_id"], np.int64) * width + np.asarray(lists["video_id"]),
+    )
+    column = len(frame) + 2 * np.asarray(lists["model_code"], np.int64)
+    x[position, column] = np.asarray(lists["rank"], np.float64)
+    x[position, column + 1] = np.asarray(lists["scaled"], np.float64)
+    return Candidates(users, videos, x, names, relevant)
 
 
 def _groups(users: np.ndarray) -> np.ndarray:
@@ -195,33 +215,33 @@ def _groups(users: np.ndarray) -> np.ndarray:
     return np.diff(np.r_[starts, len(users)]).astype(int)
 
 
-def fit(ctx: ModelContext, frame: pd.DataFrame, features: list[str]):
+def fit(ctx: ModelContext, rows: Candidates):
     """LightGBM lambdarank on the tune users, early stopping on a seeded held-out share."""
     import lightgbm as lgb
 
-    relevant_users = frame.groupby("user_id")["is_relevant"].any()
-    users = np.array(sorted(relevant_users[relevant_users].index))
+    starts = np.flatnonzero(np.r_[True, rows.users[1:] != rows.users[:-1]])
+    has_relevant = np.logical_or.reduceat(rows.relevant, starts)
+    users = rows.users[starts][has_relevant]
     if len(users) < 2:
         raise UserError(
             f"{ctx.name}: fewer than two tune users have a relevant candidate: nothing to fit on"
         )
     order = np.random.default_rng(ctx.seed).permutation(len(users))
     n_held = min(max(1, round(float(ctx.settings["holdout"]) * len(users))), len(users) - 1)
-    held = set(users[order[:n_held]].tolist())
-    rows = frame[frame["user_id"].isin(users)]
-    is_held = rows["user_id"].isin(held).to_numpy()
-    train, valid = rows[~is_held], rows[is_held]
+    kept = np.isin(rows.users, users)
+    is_held = np.isin(rows.users, users[order[:n_held]])
 
-    def dataset(part: pd.DataFrame, reference=None):
+    def dataset(part: np.ndarray, reference=None):
         return lgb.Dataset(
-            part[features].to_numpy(dtype=np.float64),
-            label=part["is_relevant"].to_numpy(dtype=int),
-            group=_groups(part["user_id"].to_numpy()),
-            feature_name=features,
+            rows.x[part],
+            label=rows.relevant[part].astype(int),
+            group=_groups(rows.users[part]),
+            feature_name=rows.features,
             reference=reference,
             free_raw_data=False,
         )
 
+    train, valid = kept & ~is_held, is_held
     train_set = dataset(train)
     valid_set = dataset(valid, train_set)
     params = {
@@ -259,15 +279,13 @@ def store_importances(ctx: ModelContext, booster, features: list[str], holdout: 
     ctx.con.executemany(f"insert into {IMPORTANCE_TABLE} values (?, ?, ?, ?)", rows)
 
 
-def _write(ctx: ModelContext, booster, frame: pd.DataFrame, features: list[str], target) -> None:
+def _write(ctx: ModelContext, booster, rows: Candidates, target) -> None:
     score = booster.predict(
-        frame[features].to_numpy(dtype=np.float64),
+        rows.x,
         num_iteration=booster.best_iteration,
         num_threads=int(ctx.settings["threads"]),
     )
-    scored = pd.DataFrame(
-        {"user_id": frame["user_id"], "video_id": frame["video_id"], "score": score}
-    )
+    scored = pd.DataFrame({"user_id": rows.users, "video_id": rows.videos, "score": score})
     ctx.con.register("two_stage_scored", scored)
     try:
         user_index, item_index, values = (
@@ -293,8 +311,8 @@ def run(ctx: ModelContext) -> None:
     started = time.perf_counter()
     video_effects(ctx)
     tune = candidate_rows(ctx, "eval_rankings", inputs, tune_only=True)
-    features = feature_names(tune)
-    booster, holdout, n_fit, n_held = fit(ctx, tune, features)
+    features = tune.features
+    booster, holdout, n_fit, n_held = fit(ctx, tune)
     ctx.timings["fit_seconds"] = time.perf_counter() - started
     store_importances(ctx, booster, features, holdout)
     top = sorted(
@@ -315,10 +333,10 @@ def run(ctx: ModelContext) -> None:
     )
     started = time.perf_counter()
     evaluated = candidate_rows(ctx, "eval_rankings", inputs, tune_only=False)
-    _write(ctx, booster, evaluated, features, ctx.write_eval_scores)
+    _write(ctx, booster, evaluated, ctx.write_eval_scores)
     if ctx.wants_recommendations:
         catalogue = candidate_rows(ctx, "recommendations", inputs, tune_only=False)
-        _write(ctx, booster, catalogue, features, ctx.write_recommendation_scores)
+        _write(ctx, booster, catalogue, ctx.write_recommendation_scores)
     for temp in ("two_stage_lists", "two_stage_video_effects"):
         ctx.con.execute(f"drop table if exists temp.{temp}")
     ctx.timings["score_seconds"] = time.perf_counter() - started
