@@ -58,6 +58,7 @@ DEFAULTS = {
     "holdout": 0.25,
     "early_stopping": 30,
     "threads": 1,
+    "batch_users": 1500,  # big-matrix users whose candidates are scored at once
 }
 
 EVAL_AT = 10
@@ -141,9 +142,12 @@ def video_effects(ctx: ModelContext) -> None:
         ctx.con.unregister("two_stage_effect_rows")
 
 
-def candidate_rows(ctx: ModelContext, source: str, inputs: list[str], tune_only: bool):
+def candidate_rows(
+    ctx: ModelContext, source: str, inputs: list[str], tune_only: bool, users: str = ""
+):
     """Feature frame of every candidate pair in SOURCE, sorted by (user, video); with
-    tune_only, only tune users, with their label. The SQL file gives the pair features; the
+    tune_only, only tune users, with their label; USERS: a SQL condition on user_id (a batch).
+    The SQL file gives the pair features; the
     rank and scaled score of each candidate model are laid out in numpy (a pivot of ten
     models in SQL took most of the time)."""
     tune_filter = (
@@ -157,6 +161,7 @@ def candidate_rows(ctx: ModelContext, source: str, inputs: list[str], tune_only:
         select model, user_id, video_id, rank, score
         from {source}
         where model in ({", ".join(_literal(n) for n in inputs)}) {tune_filter}
+        {f"and {users}" if users else ""}
         """
     )
     label = ", coalesce(truth.is_relevant, false) as is_relevant" if tune_only else ""
@@ -335,8 +340,17 @@ def run(ctx: ModelContext) -> None:
     evaluated = candidate_rows(ctx, "eval_rankings", inputs, tune_only=False)
     _write(ctx, booster, evaluated, ctx.write_eval_scores)
     if ctx.wants_recommendations:
-        catalogue = candidate_rows(ctx, "recommendations", inputs, tune_only=False)
-        _write(ctx, booster, catalogue, ctx.write_recommendation_scores)
+        # in batches of users, so that the feature matrix of every big-matrix user is never
+        # held whole (about 700 candidates per user at full scale)
+        n_users = ctx.con.execute("select count(*) from int_user_index").fetchall()[0][0]
+        n_batches = max(1, -(-n_users // int(ctx.settings["batch_users"])))
+        for batch in range(n_batches):
+            batch_users = (
+                "user_id in (select user_id from int_user_index "
+                f"where user_index % {n_batches} = {batch})"
+            )
+            catalogue = candidate_rows(ctx, "recommendations", inputs, False, batch_users)
+            _write(ctx, booster, catalogue, ctx.write_recommendation_scores)
     for temp in ("two_stage_lists", "two_stage_video_effects"):
         ctx.con.execute(f"drop table if exists temp.{temp}")
     ctx.timings["score_seconds"] = time.perf_counter() - started

@@ -123,6 +123,20 @@ def test_the_same_data_gives_the_same_rows(tmp_path, built, world):
     assert rows[0] == rows[1]
 
 
+def test_scoring_in_batches_of_users_gives_the_same_lists(tmp_path, built, world):
+    batched, _ = build(tmp_path, world, f"{INPUTS},two_stage", "--set", "two_stage.batch_users=50")
+    rows = []
+    for db in (built[0], batched):
+        con = duckdb.connect(str(db), read_only=True)
+        rows.append(
+            con.execute(
+                "select * from recommendations where model = 'two_stage' order by all"
+            ).fetchall()
+        )
+        con.close()
+    assert len(rows[0]) > 0 and rows[0] == rows[1]
+
+
 def test_without_candidate_models_it_says_so(tmp_path, world):
     db = tmp_path / "k.duckdb"
     result = run_cli("build", "--data", str(world), "--db", str(db), "--models", "two_stage")
