@@ -9,6 +9,8 @@ re-ranker, whose trees can split on the segment and then on the duration, can us
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import pytest
@@ -143,3 +145,22 @@ def test_without_candidate_models_it_says_so(tmp_path, world):
     assert result.returncode != 0
     assert "two_stage: re-ranks other models, but this build runs no other model" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_with_too_few_tune_users_it_falls_back_to_the_video_effect(tmp_path):
+    tiny = Path(__file__).parent / "fixtures" / "tiny"
+    db = tmp_path / "k.duckdb"
+    result = run_cli(
+        "build", "--data", str(tiny), "--db", str(db), "--top-n", "5", "--k", "1,3",
+        "--models", "popularity,video_quality,two_stage",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "ranks the candidates by the video_quality effect alone" in result.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    counts = con.execute(
+        "select (select count(*) from eval_rankings where model = 'two_stage'), "
+        "(select count(*) from eval_rankings where model = 'video_quality'), "
+        "(select count(*) from model_feature_importances)"
+    ).fetchall()[0]
+    assert counts[0] == counts[1] > 0 and counts[2] == 0
+    con.close()
