@@ -10,6 +10,8 @@
   niche videos look best; counted per user (the test's weighting, inverse propensity with the
   default clip) the broad ones are, as in the test matrix. clip = 1 (no correction) falls back
   to the per-view answer.
+- the label: short videos watched several times over win under the ratio label, the good long
+  videos under the debiased one; video_quality follows the label of the build.
 """
 
 from __future__ import annotations
@@ -203,3 +205,41 @@ def test_a_clip_outside_zero_to_one_is_one_line(tmp_path, activity_data):
     assert result.returncode != 0
     assert "video_quality.clip must be in (0, 1]" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+SHORT = list(range(100, 110))  # 3 s, watched about three times over
+LONG_GOOD = list(range(200, 205))  # 60 s, better than the other long videos
+LONG_PLAIN = list(range(205, 210))
+
+
+def duration_world(folder):
+    rng = np.random.default_rng(9)
+    level = {**dict.fromkeys(SHORT, 1.0), **dict.fromkeys(LONG_GOOD, 0.1)}
+    level |= dict.fromkeys(LONG_PLAIN, -0.7)
+    durations = {**dict.fromkeys(SHORT, 3_000), **dict.fromkeys(LONG_GOOD + LONG_PLAIN, 60_000)}
+    videos = sorted(durations)
+    big = [(u, v, _ratio(rng, level[v])) for u in range(200) for v in videos]
+    small = [(u, v, _ratio(rng, level[v])) for u in range(200, 240) for v in videos]
+    big += [(u, v, 1.0) for u in range(200, 240) for v in (100,)]  # so they are big-matrix users
+    small = [row for row in small if row[1] != 100]
+    return write_kuairec(folder, big, small, durations)
+
+
+@pytest.mark.parametrize(
+    "label, first",
+    [
+        (["--label", "debiased"], LONG_GOOD),
+        (["--label", "ratio", "--label-threshold", "2.0"], SHORT),
+    ],
+)
+def test_it_fits_the_label_the_build_evaluates(tmp_path, label, first):
+    """Short videos are watched several times over, so the ratio label (watch_ratio > 2) likes
+    them; the debiased label compares each view with views of the same length, where the good
+    long videos stand out. video_quality follows the label of the build."""
+    con = build(tmp_path, duration_world(tmp_path / "data"), *label)
+    top = con.execute(
+        "select video_id from eval_rankings where model = 'video_quality' and user_id = 200 "
+        "order by rank limit 4"
+    ).fetchall()
+    assert {r[0] for r in top} <= set(first)
+    con.close()
