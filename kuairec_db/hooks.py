@@ -82,6 +82,16 @@ class Model:
         return bool(getattr(load_module(self), "USES_OTHER_MODELS", False))
 
     @property
+    def source_text(self) -> str:
+        """What the model computes from: its file and, for a Python model, the SQL files it
+        runs (``SQL_FILES``), so that editing one of them reruns the model."""
+        text = self.path.read_text(encoding="utf-8")
+        if self.is_sql:
+            return text
+        extra = getattr(load_module(self), "SQL_FILES", ())
+        return "\n".join([text, *(Path(f).read_text(encoding="utf-8") for f in extra)])
+
+    @property
     def memory_limit(self) -> str | None:
         """The DuckDB memory the model needs beyond the build's default, if it says so: a SQL
         model by a line ``-- memory_limit: 3GB``, a Python model by ``MEMORY_LIMIT = "3GB"``."""

@@ -65,7 +65,8 @@ DEFAULTS = {
 
 EVAL_AT = 10
 FEATURES_FILE = SQL_DIR / "two_stage" / "two_stage_features.sql"
-# What the features file reads (named here so that the build builds them for this model).
+SQL_FILES = (FEATURES_FILE,)  # part of the fingerprint of the model: an edit reruns it
+# What the features file reads, named here too for exposure-study, which scans model files.
 READS = (
     "int_train_events",
     "feat_video_content",

@@ -164,3 +164,21 @@ def test_with_too_few_tune_users_it_falls_back_to_the_video_effect(tmp_path):
     ).fetchall()[0]
     assert counts[0] == counts[1] > 0 and counts[2] == 0
     con.close()
+
+
+def test_the_sql_file_a_python_model_runs_is_part_of_its_fingerprint(tmp_path):
+    from kuairec_db import build as build_module
+    from kuairec_db import hooks
+
+    sql = tmp_path / "features.sql"
+    sql.write_text("select * from feat_user_category_affinity\n")
+    code = tmp_path / "m.py"
+    code.write_text(f"SQL_FILES = [{str(sql)!r}]\n\n\ndef run(ctx):\n    pass\n")
+    model = hooks.Model("m", code)
+    before = model.source_text
+    known = {"feat_user_category_affinity", "feat_video_content"}
+    assert "feat_user_category_affinity" in build_module.model_dependencies(model, known)
+    sql.write_text("select * from feat_video_content\n")
+    assert model.source_text != before
+    assert "feat_video_content" in build_module.model_dependencies(model, known)
+    assert "two_stage_features" in hooks.discover()["two_stage"].source_text
