@@ -507,7 +507,7 @@ def _variables_used(text: str) -> list[str]:
 
 def model_dependencies(model: hooks.Model, known: set[str]) -> set[str]:
     """The project relations a model reads: those its file names, plus ModelContext's."""
-    text = model.path.read_text(encoding="utf-8")
+    text = model.source_text
     deps = set(re.findall(r"[a-z_][a-z0-9_]*", stages.strip_comments(text).lower())) & known
     return deps | CONTEXT_DEPS if not model.is_sql else deps
 
@@ -574,7 +574,7 @@ def plan_fingerprints(
             parts.append(_code_digest([_PACKAGE_DIR / "profile.py"]))
         fps[stage.name] = _digest(parts)
     for model in models:
-        text = model.path.read_text(encoding="utf-8")
+        text = model.source_text
         deps = model_dependencies(model, known)
         parts = [text, json.dumps(model_settings[model.name], sort_keys=True), model_code]
         parts += [f"top_n={params.top_n}", f"seed={params.seed}"]

@@ -88,7 +88,7 @@ BUILD_VARIABLES = {
     "confidence_alpha": ("param.confidence_alpha", float),
     "watch_ratio_cap": ("param.watch_ratio_cap", float),
 }
-CONTRACT = ("recommendations", "eval_rankings", "model_user_factors", "model_item_factors")
+CONTRACT = tuple(stages.CONTRACT_TABLES)  # shadowed while the temporal split retrains
 
 
 @dataclass

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 
 from kuairec_db import resources
 from kuairec_db.errors import UserError
-from kuairec_db.stages import ranking_sql, select_body, strip_comments
+from kuairec_db.stages import CONTRACT_TABLES, ranking_sql, select_body, strip_comments
 from kuairec_db.validate import Setting
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,16 @@ class Model:
             text = strip_comments(self.path.read_text(encoding="utf-8")).lower()
             return any(re.search(rf"\b{name}\b", text) for name in OTHER_MODELS_OUTPUTS)
         return bool(getattr(load_module(self), "USES_OTHER_MODELS", False))
+
+    @property
+    def source_text(self) -> str:
+        """What the model computes from: its file and, for a Python model, the SQL files it
+        runs (``SQL_FILES``), so that editing one of them reruns the model."""
+        text = self.path.read_text(encoding="utf-8")
+        if self.is_sql:
+            return text
+        extra = getattr(load_module(self), "SQL_FILES", ())
+        return "\n".join([text, *(Path(f).read_text(encoding="utf-8") for f in extra)])
 
     @property
     def memory_limit(self) -> str | None:
@@ -180,7 +190,7 @@ def _insert_ranked(con: duckdb.DuckDBPyConnection, table: str, template: str) ->
 
 
 def clear_model(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    for table in ("recommendations", "eval_rankings", "model_user_factors", "model_item_factors"):
+    for table in CONTRACT_TABLES:
         con.execute(f"delete from {table} where model = ?", [name])
 
 

@@ -39,6 +39,7 @@ CONTRACT_TABLES = {
     "eval_rankings": "model varchar, user_id integer, rank integer, video_id integer, score double",
     "model_user_factors": "model varchar, user_id integer, factors float[]",
     "model_item_factors": "model varchar, video_id integer, factors float[]",
+    "model_feature_importances": "model varchar, feature varchar, gain double, n_splits bigint",
 }
 
 

@@ -51,7 +51,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kuairec_db import progress
+from kuairec_db import hooks, progress
 from kuairec_db.errors import UserError
 from kuairec_db.hooks import ModelContext
 from kuairec_db.validate import Setting
@@ -237,7 +237,9 @@ def input_models(ctx: ModelContext) -> list[str]:
     ]
     wanted = [n.strip() for n in str(ctx.settings.get("inputs", "")).split(",") if n.strip()]
     if not wanted:
-        wanted = present
+        # not another model fitted on the tune labels (two_stage), present on a rebuild
+        models = hooks.discover()
+        wanted = [n for n in present if not (n in models and models[n].uses_other_models)]
     missing = [n for n in wanted if n not in present]
     if missing:
         raise UserError(

@@ -1,0 +1,208 @@
+"""video_quality: how good each video is for the label, estimated from a biased log.
+
+The training log is what the feed chose to show, and the test (the fully observed matrix) counts
+every user once. The model estimates, for every video, the engaged share an average user would
+have, correcting for whom the feed showed the video to.
+
+Outcome of a training pair (user u, video v): y_uv = the share of the views of the pair that
+were engaged, a view being engaged when its watch_ratio is above the relevance threshold of its
+duration (int_train_duration_thresholds: the rule of the evaluated label, debiased or ratio).
+
+Exposure (inverse-propensity weighting): under independent exposure the chance that the feed
+showed v to u is estimated from how often videos were shown and how much users watched,
+
+    p_uv = min(1, n_u * n_v / N)       n_u = training videos of u, n_v = training users of v,
+                                       N = all training pairs
+    w_uv = 1 / max(p_uv, clip)         (clip: the smallest propensity trusted)
+
+Within one video the weight is proportional to 1 / n_u: each user counts alike instead of each
+view, as in the test, so heavy users no longer dominate the estimate of a video. clip = 1 turns
+the correction off (all weights 1); a small clip corrects fully but lets a few light users carry
+a video. The weights are rescaled per video to sum to its effective number of views
+n_eff_v = (sum_u w_uv)^2 / sum_u w_uv^2 (Kish; n_eff_v = n_v for equal weights), so uneven
+weights count as fewer views.
+
+Effects: a logistic model of the engaged share, fitted by weighted ridge maximum likelihood,
+
+    logit P(engaged | u, v) = mu + b_u + b_v
+    maximise sum w_uv [y ln p + (1 - y) ln(1 - p)]
+             - (user_prior * f / 2) sum b_u^2 - (prior_views * f / 2) sum b_v^2
+
+with f = p0 (1 - p0), p0 = the weighted global engaged share: each prior weighs as much as that
+many views at the global rate. `iterations` rounds of one Newton step per user and per video
+effect (each a sum over its pairs), then the intercept mu. b_u takes out whom the video was shown
+to (a video shown mostly to users who engage with everything is not better for that); logistic,
+because the label is a high quantile, so users who rarely engage sit near zero where a linear
+model sees no difference between videos. prior_views shrinks b_v towards 0, i.e. the video
+towards the global rate, so a video seen by three users cannot top the list.
+
+Score of v = sigmoid(mu + b_v) for every user: the engaged share of an average user (b_u moves
+all the scores of a user alike and changes no ranking). Standard error of b_v: 1 / sqrt(its
+weighted curvature + prior_views * f). Videos without training views score sigmoid(mu).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from kuairec_db.errors import UserError
+from kuairec_db.hooks import ModelContext
+from kuairec_db.modelkit import write_rankings
+from kuairec_db.validate import Setting
+
+DEFAULTS = {"clip": 0.01, "prior_views": 20.0, "user_prior": 5.0, "iterations": 15}
+SETTING_TYPES = {
+    "clip": Setting(float, 0, 1, low_open=True),  # 1 turns the exposure correction off
+    "prior_views": Setting(float, 0, low_open=True),
+    "user_prior": Setting(float, 0, low_open=True),
+    "iterations": Setting(int, 1, 1000),
+}
+
+SEARCH_SPACE = {
+    "clip": [0.001, 0.01, 0.05, 0.2, 1.0],
+    "prior_views": [5.0, 20.0, 50.0, 100.0],
+    "user_prior": [1.0, 5.0, 20.0],
+}
+
+# One row per training pair with its engaged share and its row and column positions.
+PAIRS_SQL = """
+with
+
+train_events as (
+    select * from int_train_events
+),
+
+thresholds as (
+    select * from int_train_duration_thresholds
+),
+
+pairs as (
+    select
+        train_events.user_id,
+        train_events.video_id,
+        avg(
+            case when train_events.watch_ratio > thresholds.relevance_threshold then 1.0 else 0.0
+            end
+        ) as engaged_share
+    from train_events
+    left join thresholds on train_events.video_duration_ms = thresholds.video_duration_ms
+    group by all
+)
+
+select
+    users.user_index,
+    items.item_index,
+    pairs.engaged_share
+from pairs
+inner join int_user_index as users on pairs.user_id = users.user_id
+inner join int_item_index as items on pairs.video_id = items.video_id
+order by users.user_index, items.item_index
+"""
+
+
+class VideoEffects(NamedTuple):
+    """Per item index: the estimated engaged share, its standard error, and the exposure."""
+
+    score: np.ndarray  # sigmoid(mu + b_v): the engaged share of an average user
+    effect: np.ndarray  # b_v, logit scale
+    se: np.ndarray  # standard error of b_v
+    n_users: np.ndarray  # training users of the video (n_v)
+    n_eff: np.ndarray  # effective views after weighting
+    mu: float
+
+
+def exposure_weights(
+    users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, clip: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """IPS weights of the pairs, rescaled per video to sum to its effective views (docstring).
+
+    Returns the weights and n_eff per item.
+    """
+    per_user = np.bincount(users, minlength=n_users).astype(np.float64)
+    per_item = np.bincount(items, minlength=n_items).astype(np.float64)
+    propensity = np.minimum(1.0, per_user[users] * per_item[items] / max(len(users), 1))
+    raw = 1.0 / np.maximum(propensity, clip)
+    sums = np.bincount(items, raw, minlength=n_items)
+    squares = np.bincount(items, raw * raw, minlength=n_items)
+    n_eff = np.divide(sums * sums, squares, out=np.zeros(n_items), where=squares > 0)
+    scale = np.divide(n_eff, sums, out=np.zeros(n_items), where=sums > 0)
+    return raw * scale[items], n_eff
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def fit_effects(
+    users: np.ndarray,
+    items: np.ndarray,
+    outcome: np.ndarray,
+    n_users: int,
+    n_items: int,
+    settings: dict,
+) -> VideoEffects:
+    """User and video effects of the logistic model (module docstring), by block Newton steps."""
+    clip = float(settings["clip"])
+    if not 0 < clip <= 1:
+        raise UserError(f"video_quality.clip must be in (0, 1], not {clip!r}")
+    weights, n_eff = exposure_weights(users, items, n_users, n_items, clip)
+    total = weights.sum()
+    rate = float(np.clip(weights @ outcome / total, 1e-6, 1 - 1e-6)) if total > 0 else 0.5
+    fisher = rate * (1 - rate)  # information of one view at the global rate
+    item_penalty = float(settings["prior_views"]) * fisher
+    user_penalty = float(settings["user_prior"]) * fisher
+    mu = float(np.log(rate / (1 - rate)))
+    user_effect = np.zeros(n_users)
+    item_effect = np.zeros(n_items)
+    for _ in range(int(settings["iterations"])):
+        for effect, index, size, penalty in (
+            (user_effect, users, n_users, user_penalty),
+            (item_effect, items, n_items, item_penalty),
+        ):
+            p = _sigmoid(mu + user_effect[users] + item_effect[items])
+            gradient = np.bincount(index, weights * (outcome - p), minlength=size)
+            curvature = np.bincount(index, weights * p * (1 - p), minlength=size)
+            effect += (gradient - penalty * effect) / (curvature + penalty)
+        p = _sigmoid(mu + user_effect[users] + item_effect[items])
+        mu += float(weights @ (outcome - p) / max(weights @ (p * (1 - p)), 1e-12))
+    p = _sigmoid(mu + user_effect[users] + item_effect[items])
+    curvature = np.bincount(items, weights * p * (1 - p), minlength=n_items)
+    return VideoEffects(
+        score=_sigmoid(mu + item_effect),
+        effect=item_effect,
+        se=1.0 / np.sqrt(curvature + item_penalty),
+        n_users=np.bincount(items, minlength=n_items),
+        n_eff=n_eff,
+        mu=mu,
+    )
+
+
+def estimate(ctx: ModelContext) -> VideoEffects:
+    """The video effects of the training log with the settings of ctx (two_stage uses it too)."""
+    users, items, outcome = (
+        np.asarray(column) for column in ctx.con.execute(PAIRS_SQL).fetchnumpy().values()
+    )
+    n_users, n_items = ctx.shape()
+    return fit_effects(
+        users.astype(np.int64),
+        items.astype(np.int64),
+        outcome.astype(np.float64),
+        n_users,
+        n_items,
+        ctx.settings,
+    )
+
+
+def run(ctx: ModelContext) -> None:
+    started = time.perf_counter()
+    effects = estimate(ctx)
+    ctx.timings["fit_seconds"] = time.perf_counter() - started
+    score = effects.score
+
+    def score_users(batch: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(score, (len(batch), len(score)))
+
+    write_rankings(ctx, score_users, ctx.training_matrix())

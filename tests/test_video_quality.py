@@ -1,0 +1,245 @@
+"""video_quality on planted KuaiRec-format data whose right answer is known, built by the CLI.
+
+- exposure against quality: the feed showed "bait" videos (poor) to users who engage with
+  everything and "gems" (good) to users who engage with little. Naive popularity (by watch ratio
+  or by engaged share) ranks the bait first; video_quality, with its user effects, ranks the
+  gems first, as the fully observed test matrix does. A video seen by three users who loved it
+  does not top the list (shrinkage towards the global rate).
+- the clip choice: heavy users saw every video, light users a fifth; "niche" videos please heavy
+  users and put off light ones, "broad" videos please everybody a little. Counted per view the
+  niche videos look best; counted per user (the test's weighting, inverse propensity with the
+  default clip) the broad ones are, as in the test matrix. clip = 1 (no correction) falls back
+  to the per-view answer.
+- the label: short videos watched several times over win under the ratio label, the good long
+  videos under the debiased one; video_quality follows the label of the build.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+from tests.planted import write_kuairec
+
+DURATION_MS = 10_000
+BAIT = list(range(100, 110))
+GEMS = list(range(200, 210))
+NEUTRAL = list(range(300, 320))
+FLUKE = 900
+
+
+def _ratio(rng, log_ratio: float, noise: float = 0.5) -> float:
+    return float(np.exp(log_ratio + rng.normal(0, noise)))
+
+
+def exposure_world(folder):
+    """Training users 0..299 (even: eager, odd: reluctant), test users 300..359 (alike)."""
+    rng = np.random.default_rng(3)
+    quality = {**dict.fromkeys(BAIT, -0.2), **dict.fromkeys(GEMS, 0.6), FLUKE: 0.0}
+    quality |= {v: rng.normal(0, 0.1) for v in NEUTRAL}
+
+    def eager(user: int) -> bool:
+        return user % 2 == 0
+
+    def base(user: int) -> float:
+        return 1.2 if eager(user) else 0.0
+
+    big = []
+    for user in range(300):
+        shown = list(NEUTRAL)
+        # the feed shows bait to eager users and gems to reluctant ones, bait far more often
+        shown += [v for v in BAIT if eager(user) or rng.random() < 0.05]
+        shown += [v for v in GEMS if rng.random() < (0.03 if eager(user) else 0.8)]
+        big += [(user, v, _ratio(rng, base(user) + quality[v], 0.8)) for v in shown]
+    big += [(user, FLUKE, 20.0) for user in (1, 3, 5)]  # three users loved it
+    small = []
+    for user in range(300, 360):
+        big += [(user, v, _ratio(rng, base(user) + quality[v], 0.8)) for v in NEUTRAL[:10]]
+        for v in BAIT + GEMS + NEUTRAL[10:] + [FLUKE]:
+            small.append((user, v, _ratio(rng, base(user) + quality[v], 0.8)))
+    videos = BAIT + GEMS + NEUTRAL + [FLUKE]
+    return write_kuairec(folder, big, small, dict.fromkeys(videos, DURATION_MS))
+
+
+NICHE = list(range(100, 110))
+BROAD = list(range(200, 210))
+OTHERS = list(range(300, 320))
+
+
+def activity_world(folder):
+    """Training users 0..149 heavy (saw everything), 150..299 light (a fifth); test users
+    300..359, half of each kind, see everything."""
+    rng = np.random.default_rng(5)
+    videos = NICHE + BROAD + OTHERS
+
+    def effect(user: int, video: int) -> float:
+        heavy = user < 150 or (user >= 300 and user % 2 == 0)
+        if video in NICHE:
+            return 1.1 if heavy else -1.5
+        return 0.8 if video in BROAD else 0.0
+
+    big = []
+    for user in range(300):
+        shown = videos if user < 150 else [v for v in videos if rng.random() < 0.2]
+        big += [(user, v, _ratio(rng, effect(user, v))) for v in shown]
+    small = []
+    for user in range(300, 360):
+        big += [(user, v, _ratio(rng, effect(user, v))) for v in OTHERS[:10]]
+        small += [(user, v, _ratio(rng, effect(user, v))) for v in NICHE + BROAD + OTHERS[10:]]
+    return write_kuairec(folder, big, small, dict.fromkeys(videos, DURATION_MS))
+
+
+def build(tmp_path, data, *extra: str, models="popularity,popularity_engagement,video_quality"):
+    db = tmp_path / "k.duckdb"
+    result = run_cli("build", "--data", str(data), "--db", str(db), "--models", models, *extra)
+    assert result.returncode == 0, result.stderr
+    return duckdb.connect(str(db), read_only=True)
+
+
+def top_list(con, model: str, k: int) -> list[int]:
+    """The model's first K videos for a test user (the non-personal models share one order)."""
+    rows = con.execute(
+        "select video_id from eval_rankings where model = ? and user_id = 300 "
+        "and rank <= ? order by rank",
+        [model, k],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def mean_rank(con, model: str, videos: list[int]) -> float:
+    return con.execute(
+        "select avg(rank) from eval_rankings where model = ? and user_id = 300 "
+        "and list_contains(?, video_id)",
+        [model, videos],
+    ).fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def exposure_db(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("exposure")
+    con = build(folder, exposure_world(folder / "data"))
+    yield con
+    con.close()
+
+
+def test_the_test_matrix_prefers_gems_to_bait(exposure_db):
+    relevant_share = dict(
+        exposure_db.execute(
+            "select video_id in (select unnest(?)), avg(is_relevant::int) from eval_ground_truth "
+            "where list_contains(?, video_id) group by all",
+            [GEMS, BAIT + GEMS],
+        ).fetchall()
+    )
+    assert relevant_share[True] > relevant_share[False] + 0.2
+
+
+@pytest.mark.parametrize("naive", ["popularity", "popularity_engagement"])
+def test_naive_popularity_falls_for_the_exposure_and_video_quality_does_not(exposure_db, naive):
+    assert mean_rank(exposure_db, naive, BAIT) < mean_rank(exposure_db, naive, GEMS)
+    assert mean_rank(exposure_db, "video_quality", GEMS) < mean_rank(
+        exposure_db, "video_quality", NEUTRAL
+    )
+    assert mean_rank(exposure_db, "video_quality", NEUTRAL) < mean_rank(
+        exposure_db, "video_quality", BAIT
+    )
+    ndcg = dict(
+        exposure_db.execute(
+            "select model, value from eval_metrics where split = 'all' and k = 10 "
+            "and metric = 'ndcg'"
+        ).fetchall()
+    )
+    assert ndcg["video_quality"] > ndcg[naive] + 0.2
+
+
+def test_a_video_three_users_loved_does_not_top_the_list(exposure_db, tmp_path):
+    assert top_list(exposure_db, "popularity", 1) == [FLUKE]  # a mean, hardly shrunk
+    assert top_list(exposure_db, "video_quality", 1) != [FLUKE]
+    data = exposure_db.execute("select value from build_info where key = 'data_location'")
+    location = data.fetchone()[0]
+    unshrunk = build(tmp_path, location, "--set", "video_quality.prior_views=0.01")
+    assert top_list(unshrunk, "video_quality", 1) == [FLUKE]
+    unshrunk.close()
+
+
+@pytest.fixture(scope="module")
+def activity_data(tmp_path_factory):
+    return activity_world(tmp_path_factory.mktemp("activity") / "data")
+
+
+def test_the_test_matrix_prefers_broad_videos_per_user(tmp_path, activity_data):
+    con = build(tmp_path, activity_data, models="popularity_engagement,video_quality")
+    share = dict(
+        con.execute(
+            "select video_id in (select unnest(?)), avg(is_relevant::int) from eval_ground_truth "
+            "where list_contains(?, video_id) group by all",
+            [BROAD, NICHE + BROAD],
+        ).fetchall()
+    )
+    assert share[True] > share[False]
+    # the default clip counts users alike: broad videos first
+    assert mean_rank(con, "video_quality", BROAD) < mean_rank(con, "video_quality", NICHE)
+    # naive engaged share counts views: heavy users' niche favourites first
+    assert mean_rank(con, "popularity_engagement", NICHE) < mean_rank(
+        con, "popularity_engagement", BROAD
+    )
+    con.close()
+
+
+def test_clip_one_turns_the_correction_off(tmp_path, activity_data):
+    con = build(tmp_path, activity_data, "--set", "video_quality.clip=1.0")
+    assert mean_rank(con, "video_quality", NICHE) < mean_rank(con, "video_quality", BROAD)
+    settings = con.execute(
+        "select value from build_info where key = 'model.video_quality.settings'"
+    ).fetchone()[0]
+    assert '"clip": 1.0' in settings
+    con.close()
+
+
+def test_a_clip_outside_zero_to_one_is_one_line(tmp_path, activity_data):
+    result = run_cli(
+        "build", "--data", str(activity_data), "--db", str(tmp_path / "k.duckdb"),
+        "--models", "video_quality", "--set", "video_quality.clip=0",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "video_quality.clip must be in (0, 1]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+SHORT = list(range(100, 110))  # 3 s, watched about three times over
+LONG_GOOD = list(range(200, 205))  # 60 s, better than the other long videos
+LONG_PLAIN = list(range(205, 210))
+
+
+def duration_world(folder):
+    rng = np.random.default_rng(9)
+    level = {**dict.fromkeys(SHORT, 1.0), **dict.fromkeys(LONG_GOOD, 0.1)}
+    level |= dict.fromkeys(LONG_PLAIN, -0.7)
+    durations = {**dict.fromkeys(SHORT, 3_000), **dict.fromkeys(LONG_GOOD + LONG_PLAIN, 60_000)}
+    videos = sorted(durations)
+    big = [(u, v, _ratio(rng, level[v])) for u in range(200) for v in videos]
+    small = [(u, v, _ratio(rng, level[v])) for u in range(200, 240) for v in videos]
+    big += [(u, v, 1.0) for u in range(200, 240) for v in (100,)]  # so they are big-matrix users
+    small = [row for row in small if row[1] != 100]
+    return write_kuairec(folder, big, small, durations)
+
+
+@pytest.mark.parametrize(
+    "label, first",
+    [
+        (["--label", "debiased"], LONG_GOOD),
+        (["--label", "ratio", "--label-threshold", "2.0"], SHORT),
+    ],
+)
+def test_it_fits_the_label_the_build_evaluates(tmp_path, label, first):
+    """Short videos are watched several times over, so the ratio label (watch_ratio > 2) likes
+    them; the debiased label compares each view with views of the same length, where the good
+    long videos stand out. video_quality follows the label of the build."""
+    con = build(tmp_path, duration_world(tmp_path / "data"), *label)
+    top = con.execute(
+        "select video_id from eval_rankings where model = 'video_quality' and user_id = 200 "
+        "order by rank limit 4"
+    ).fetchall()
+    assert {r[0] for r in top} <= set(first)
+    con.close()
