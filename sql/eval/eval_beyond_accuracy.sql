@@ -57,7 +57,7 @@ user_lists as (
 
 intervals as (
     select * from eval_intervals
-    where relation = 'eval_beyond_accuracy'
+    where relation = 'eval_beyond_accuracy' and split = 'all'
 ),
 
 lists as (

@@ -5,9 +5,10 @@
 --   eval_metrics         : eval_user_metrics per split; segment_kind = segment = 'all'
 --   eval_segment_metrics : the same within eval_user_segments (segment_kind, segment)
 --   eval_beyond_accuracy : eval_user_lists' per-list measures (popularity_percentile,
---                          novelty_bits, n_categories, mean_duration_ms); split 'all',
---                          segment_kind 'source', segment = the source (recommendations:
---                          big-matrix users; eval_rankings: small-matrix users)
+--                          novelty_bits, n_categories, mean_duration_ms); segment_kind
+--                          'source', segment = the source; split 'all' for recommendations
+--                          (big-matrix users), the user's tune / test split for
+--                          eval_rankings (small-matrix users)
 -- value = the user's value. Splits tune and test are strata: eval_resampled_sums adds them
 -- up into 'all'.
 with
@@ -22,6 +23,22 @@ user_segments as (
 
 user_lists as (
     select * from eval_user_lists
+),
+
+user_relevance as (
+    select * from eval_user_relevance
+),
+
+-- eval_rankings' lists are split into the tune and test strata, recommendations' are not
+list_values as (
+    select
+        user_lists.*,
+        case
+            when user_lists.source = 'eval_rankings' then user_relevance.split
+            else 'all'
+        end as split
+    from user_lists
+    left join user_relevance on user_lists.user_id = user_relevance.user_id
 ),
 
 final as (
@@ -53,14 +70,14 @@ final as (
     select
         'eval_beyond_accuracy' as relation,
         model,
-        'all' as split,
+        split,
         'source' as segment_kind,
         source as segment,
         k,
         metric,
         user_id,
         value
-    from user_lists
+    from list_values
     unpivot (
         value for metric in (
             popularity_percentile,
