@@ -803,7 +803,7 @@ def section_exposure(reader: Reader, ctx: dict, figs: Figures) -> str:
     for r in rows:
         if r[0] == "fully_observed" or r[3] not in ("ndcg", "precision", "recall"):
             continue
-        cell = wide.setdefault((r[0], r[1]), {"n": r[15]})
+        cell = wide.setdefault((r[0], r[1]), {"n": Html(f"{r[15]:,.1f}")})
         cell[r[3]] = ci_cell(r[10], r[11], r[12], digits=3)
         if r[3] == "ndcg":
             cell["changed"] = r[13]
@@ -857,7 +857,8 @@ def section_exposure(reader: Reader, ctx: dict, figs: Figures) -> str:
                     for r in reader.rows(
                         "select strategy, density, avg(n_sampled)::bigint, "
                         "avg(density_achieved), avg(relevant_share), "
-                        "avg(mean_popularity_percentile), avg(n_users_with_relevant) "
+                        "avg(mean_popularity_percentile), "
+                        "printf('%.1f', avg(n_users_with_relevant)) "
                         "from eval_exposure_samples group by all order by strategy, density"
                     )
                 ],

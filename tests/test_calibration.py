@@ -11,8 +11,11 @@ Tolerances: with N_DATASETS = 400 and a true rate of 5%, the number of datasets 
 interval misses the truth is Binomial(400, 0.05): mean 20, sd 4.4. The test accepts the
 central 99.9% of that law, [LOW, HIGH] = [7, 36] (scipy.stats.binom.ppf(0.0005 / 0.9995)):
 a correct method fails by chance once in a thousand runs (the data are seeded, so a run is
-reproducible). An interval too narrow by half would miss 33% of the time (about 130 datasets)
-and a 90% interval 10% (about 40): both fall outside, which the test checks as well.
+reproducible). An interval too narrow by half would miss about 33% of the time (about 130
+datasets): far outside, which the test checks as well. Measured with this seed: 21 and 20
+misses of the mean's and the difference's intervals (140 and 128 at half width), 21 p-values
+at most 0.05, and among the 6 pairs of 4 models some p at most 0.05 in 75 datasets unadjusted,
+17 with Holm.
 """
 
 from __future__ import annotations
