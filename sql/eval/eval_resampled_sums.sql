@@ -15,7 +15,9 @@
 -- split 'all' row (eval_intervals checks that its n_users is the series' whole count).
 with
 
-user_values as (
+-- not materialized: a view that wants one relation's series (eval_metrics_ci, eval_paired)
+-- then reads only those
+user_values as not materialized (
     select * from eval_user_values
 ),
 
