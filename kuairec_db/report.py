@@ -986,6 +986,10 @@ def section_temporal(reader: Reader, ctx: dict, figs: Figures) -> str:
     return "".join(parts)
 
 
+def _users(n: int) -> str:
+    return f"{n:,} user{'' if n == 1 else 's'}"
+
+
 def section_segments(reader: Reader, ctx: dict, figs: Figures) -> str:
     if not reader.has("eval_segment_metrics"):
         return note("This database has no <code>eval_segment_metrics</code> view: no segments.")
@@ -1033,8 +1037,8 @@ def section_segments(reader: Reader, ctx: dict, figs: Figures) -> str:
                     capsize=1.5,
                 )
         ax.set_xticks(range(len(segments)))
-        ax.set_xticklabels([f"{s}\n({n:,} users)" for _, s, n in order], rotation=0, fontsize=8)
-        left = [f"{s} ({n:,} user{'s' if n != 1 else ''})" for kd, _, s, n in small if kd == kind]
+        ax.set_xticklabels([f"{s}\n({_users(n)})" for _, s, n in order], rotation=0, fontsize=8)
+        left = [f"{s} ({_users(n)})" for kd, _, s, n in small if kd == kind]
         title = kind + (f"\nleft out, below 20 users: {', '.join(left)}" if left else "")
         ax.set_title(title, fontsize=10)
         ax.set_ylabel(f"NDCG@{k}")
@@ -1046,7 +1050,7 @@ def section_segments(reader: Reader, ctx: dict, figs: Figures) -> str:
         lookup = {(r[1], r[2]): r for r in rows if r[0] == kind}
         parts.append(f"<h3>{_esc(kind)}</h3>")
         headers = [
-            f"{s} ({n:,} users{', too few' if is_small else ''})" for _, s, n, is_small in order
+            f"{s} ({_users(n)}{', too few' if is_small else ''})" for _, s, n, is_small in order
         ]
         parts.append(
             table(
