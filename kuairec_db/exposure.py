@@ -54,6 +54,7 @@ STRATEGIES = ("uniform", "positivity", "popularity")
 DEFAULT_DENSITIES = (0.1, 0.3, 0.5, 0.7, 0.9)
 DEFAULT_K = (10,)
 DEFAULT_SEED = 42
+DEFAULT_REPEATS = 5  # sampling seeds seed, seed + 1, ...: the study's spread over exposures
 POSITIVITY_WEIGHT = 5.0  # a relevant pair is 5 times as likely to be exposed
 POPULARITY_EXPONENT = 1.0  # exposure weight = (training users of the video + 1) ^ this
 STUDY_SPLIT = "test"  # the study samples and evaluates the test users only
@@ -62,7 +63,7 @@ DEFAULT_TEMPORAL_MODELS = ("popularity", "als")
 MIN_SCORED_SHARE = 0.99  # a re-scored model must score at least this share of the candidates
 
 EXPOSURE_DIR = stages.SQL_DIR / "exposure"
-STUDY_TABLES = ("eval_exposure_samples", "eval_exposure_study")
+STUDY_TABLES = ("eval_exposure_samples", "eval_exposure_repeats", "eval_exposure_study")
 TEMPORAL_TABLE = "eval_temporal_split"
 OUTPUT_TABLES = (*STUDY_TABLES, "eval_exposure_models", "eval_exposure_info", TEMPORAL_TABLE)
 REQUIRED = (
@@ -99,6 +100,7 @@ class StudyParams:
     densities: list[float] = field(default_factory=lambda: list(DEFAULT_DENSITIES))
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     seed: int = DEFAULT_SEED
+    repeats: int = DEFAULT_REPEATS
     k: list[int] = field(default_factory=lambda: list(DEFAULT_K))
     models: list[str] | None = None  # None: every model of the database
     temporal: bool = True
@@ -118,6 +120,8 @@ class StudyParams:
             )
         if not self.k or any(k < 1 for k in self.k):
             raise UserError("--k takes positive cutoffs, e.g. --k 10")
+        if self.repeats < 1:
+            raise UserError("--repeats must be at least 1")
         if self.temporal_days < 1:
             raise UserError("--temporal-days must be at least 1")
         validate.check_threads(self.threads)
@@ -228,11 +232,45 @@ def comment_tables(con: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> No
             con.execute(f"comment on column {name}.{column} is {quote(text)}")
 
 
-def run_sql(con: duckdb.DuckDBPyConnection, name: str, into: str = "temp") -> None:
-    """Run sql/exposure/NAME.sql into a temp table (into='temp') or a database table."""
+def run_sql(
+    con: duckdb.DuckDBPyConnection, name: str, into: str = "temp", table: str | None = None
+) -> None:
+    """Run sql/exposure/NAME.sql into a temp table (into='temp') or a database table, named
+    NAME unless ``table`` names it otherwise."""
     body = stages.select_body((EXPOSURE_DIR / f"{name}.sql").read_text(encoding="utf-8"))
     kind = "temp table" if into == "temp" else "table"
-    con.execute(f"create or replace {kind} {name} as {body}")
+    con.execute(f"create or replace {kind} {table or name} as {body}")
+
+
+BOOTSTRAP_FILES = ("eval_resampled_sums", "eval_intervals")  # sql/eval, in this order
+
+
+def bootstrap_intervals(con: duckdb.DuckDBPyConnection, values_sql: str, into: str) -> None:
+    """Temp table INTO: the project's one bootstrap (sql/eval/eval_resampled_sums.sql and
+    eval_intervals.sql, the build's own files) over the per-user values VALUES_SQL selects, in
+    the shape of eval_user_values. The files run over temp tables named like the views they
+    read (temp shadows the database's views); the weights are the build's
+    int_resampling_weights, so every user is resampled as in the build."""
+    shadows = ["eval_user_values", *BOOTSTRAP_FILES]
+    try:
+        con.execute(f"create or replace temp table eval_user_values as {values_sql}")
+        for name in BOOTSTRAP_FILES:
+            path = stages.SQL_DIR / "eval" / f"{name}.sql"
+            body = stages.select_body(path.read_text(encoding="utf-8"))
+            con.execute(f"create or replace temp table {name} as {body}")
+        con.execute(f"create or replace temp table {into} as select * from temp.eval_intervals")
+    finally:
+        for name in reversed(shadows):
+            con.execute(f"drop table if exists temp.{name}")
+
+
+def t_quantile(n_repeats: int) -> float:
+    """97.5th percentile of Student's t with n_repeats - 1 degrees of freedom (0 for one)."""
+    if n_repeats < 2:
+        return 0.0
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n_repeats - 1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,15 +510,39 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
     rows = score_all_candidates(con, info, params.models, params.threads, params.memory_limit)
     if not any(r["in_study"] for r in rows):
         raise UserError("no model could be scored on every candidate: nothing to compare")
-    log.info("sampling and evaluating")
-    for name in ("exposure_sample_sets", "exposure_sample_order", "exposure_full_ranks"):
+    for name in ("exposure_sample_sets", "exposure_full_ranks"):
         run_sql(con, name)
     agreement = rank_agreement(con)
     for row in rows:
         row["rank_agreement"] = agreement.get(row["model"])
-    run_sql(con, "exposure_user_metrics")
-    for name in STUDY_TABLES:
-        run_sql(con, name, into="database")
+    con.execute("set variable exposure_t_quantile = ?", [t_quantile(params.repeats)])
+    for repeat in range(1, params.repeats + 1):
+        seed = params.seed + repeat - 1
+        log.info("sampling and evaluating: repeat %d of %d (seed %d)", repeat, params.repeats, seed)
+        con.execute("set variable exposure_seed = ?", [seed])
+        for name in ("exposure_sample_order", "exposure_user_metrics"):
+            run_sql(con, name)
+        for name, table in (
+            ("eval_exposure_samples", "eval_exposure_samples"),
+            ("exposure_repeat_study", "eval_exposure_repeats"),
+        ):
+            run_sql(con, name, table=f"{name}_one")
+            select = f"select {repeat} as repeat, {seed} as seed, * from temp.{name}_one"
+            if repeat == 1:
+                con.execute(f"create or replace table {table} as {select}")
+            else:
+                con.execute(f"insert into {table} {select}")
+            con.execute(f"drop table temp.{name}_one")
+        if repeat == 1:  # the fully observed values are the same in every repeat
+            bootstrap_intervals(
+                con,
+                "select 'eval_exposure_study' as relation, model, 'fully_observed' as split, "
+                "'all' as segment_kind, 'all' as segment, k, metric, user_id, value "
+                "from exposure_user_metrics where strategy = 'fully_observed'",
+                "exposure_full_intervals",
+            )
+    run_sql(con, "eval_exposure_study", into="database")
+    con.execute("drop table temp.exposure_full_intervals")
     return rows
 
 
@@ -538,7 +600,8 @@ def temporal_split(con, params: StudyParams, info: dict[str, str], threads: int)
     # the fully observed results, read before anything is shadowed
     con.execute(
         "create or replace temp table temporal_reference as "
-        "select model, k, metric, value from eval_metrics where split = ?",
+        "select model, k, metric, value, ci_low, ci_high, n_users from eval_metrics_ci "
+        "where split = ?",
         [STUDY_SPLIT],
     )
     cutoff = con.execute(
@@ -584,6 +647,16 @@ def temporal_split(con, params: StudyParams, info: dict[str, str], threads: int)
                 hooks.run_model(con, model, settings, top_n, threads, seed)
         run_sql(con, "temporal_test_pairs")
         shadows.append("temporal_test_pairs")
+        run_sql(con, "temporal_user_metrics")
+        shadows.append("temporal_user_metrics")
+        bootstrap_intervals(
+            con,
+            "select 'eval_temporal_split' as relation, model, 'temporal' as split, "
+            "'all' as segment_kind, 'all' as segment, k, metric, user_id, value "
+            "from temporal_user_metrics",
+            "temporal_intervals",
+        )
+        shadows.append("temporal_intervals")
         run_sql(con, TEMPORAL_TABLE, into="database")
         facts = con.execute(
             """
@@ -724,6 +797,8 @@ def _write_info(con, params, info, facts, timings, started_at) -> None:
         "build_finished_at": info.get("finished_at", ""),
         "split": STUDY_SPLIT,
         "seed": str(params.seed),
+        "repeats": str(params.repeats),
+        "seeds": ",".join(str(params.seed + r) for r in range(params.repeats)),
         "strategies": ",".join(params.strategies),
         "densities": ",".join(f"{d:g}" for d in params.densities),
         "k": ",".join(str(k) for k in sorted(set(params.k))),
@@ -759,7 +834,8 @@ def register(sub) -> None:
         description="The KuaiRec paper's experiment on a built database: sample sparse test sets "
         "from the\nfully observed small matrix (test users) under uniform, positivity-oriented "
         "and\npopularity-oriented exposure at several densities, evaluate every model on each, "
-        "and\nmeasure with Kendall's tau how well each orders the models like the full matrix."
+        "and\nmeasure with Kendall's tau how well each orders the models like the full matrix,"
+        "\nover --repeats samples (seeds) each, with intervals."
         "\nThen the usual sparse protocol for contrast: a temporal split of the big matrix with\n"
         "the cheap models retrained on the earlier views. Writes eval_exposure_study,\n"
         "eval_exposure_samples, eval_exposure_models, eval_exposure_info and eval_temporal_split"
@@ -785,6 +861,14 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help=f"sampling seed (default {DEFAULT_SEED})"
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=DEFAULT_REPEATS,
+        metavar="R",
+        help=f"samples per strategy and density, with seeds SEED .. SEED + R - 1: the study's "
+        f"values are their means with intervals (default {DEFAULT_REPEATS})",
     )
     p.add_argument(
         "--k", type=_int_list, default=list(DEFAULT_K), metavar="K,K", help="cutoffs (default 10)"
@@ -823,6 +907,7 @@ def run_command(args) -> int:
         densities=args.densities,
         strategies=args.strategies,
         seed=args.seed,
+        repeats=args.repeats,
         k=args.k,
         models=args.models,
         temporal=args.temporal,

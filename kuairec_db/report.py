@@ -65,6 +65,7 @@ th { background: #eef1f6; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr:nth-child(even) td { background: #f8f9fb; }
 .note { background: #fff8e1; border-left: 4px solid #f0b429; padding: 8px 12px; }
+.leftout { background: #fff8e1; border-left: 4px solid #f0b429; padding: 8px 12px; }
 .warn { background: #fdecea; border-left: 4px solid #d64545; padding: 8px 12px; }
 .muted { color: #5c6677; font-size: 0.9em; }
 img { max-width: 100%; height: auto; display: block; margin: 0.5em 0 1em; }
@@ -126,6 +127,96 @@ def table(headers: list[str], rows: list[list[Any]], digits: int = 4) -> str:
 
 def note(text: str, kind: str = "note") -> str:
     return f'<p class="{kind}">{text}</p>'
+
+
+def ci_cell(value: Any, low: Any, high: Any, digits: int = 4) -> Any:
+    """A value with its interval in brackets, or the bare value when it has none."""
+    if value is None:
+        return None
+    if low is None or high is None:
+        return value
+    ci = f"[{low:.{digits - 1}f}, {high:.{digits - 1}f}]"
+    return Html(f'{value:.{digits}f} <span class="ci">{ci}</span>')
+
+
+def p_cell(p_value: Any, n_permutations: Any) -> Any:
+    """A permutation p-value; at the test's floor 1 / (1 + n) it is shown as '< floor'."""
+    if p_value is None:
+        return None
+    if n_permutations and p_value <= 1 / (1 + n_permutations) + 1e-12:
+        return Html(f"&lt; {1 / (1 + n_permutations):.3f}")
+    return Html(f"{p_value:.3f}")
+
+
+def spread_labels(ax, points: list[tuple[float, float, str, Any]], min_gap: float = 0.06) -> None:
+    """Label points without overlap: labels sit right of their points, moved up or down (in
+    axes fractions) until they are min_gap apart, with a thin line to the point when moved."""
+    if not points:
+        return
+    to_axes = ax.transData + ax.transAxes.inverted()
+    placed = []
+    for x, y, text, color in points:
+        ax_x, ax_y = to_axes.transform((x, y))
+        placed.append([ax_y, ax_x, ax_y, text, color])
+    placed.sort(key=lambda p: p[0])
+    for i in range(1, len(placed)):
+        placed[i][0] = max(placed[i][0], placed[i - 1][0] + min_gap)
+    overflow = placed[-1][0] - 0.97
+    if overflow > 0:
+        for p in placed:
+            p[0] -= overflow
+        for i in range(len(placed) - 2, -1, -1):
+            placed[i][0] = min(placed[i][0], placed[i + 1][0] - min_gap)
+    for label_y, ax_x, ax_y, text, color in placed:
+        ax.annotate(
+            text,
+            xy=(ax_x, ax_y),
+            xycoords="axes fraction",
+            xytext=(ax_x + 0.03, label_y),
+            textcoords="axes fraction",
+            fontsize=9,
+            va="center",
+            color="#1d2330",
+            arrowprops={"arrowstyle": "-", "color": color, "lw": 0.7, "shrinkA": 0, "shrinkB": 4}
+            if abs(label_y - ax_y) > 0.01
+            else None,
+        )
+
+
+def label_line_ends(ax, ends: list[tuple[float, float, str, Any]], min_gap: float = 0.055):
+    """Name each curve at its right end, spread apart vertically like spread_labels."""
+    if not ends:
+        return
+    to_axes = ax.transData + ax.transAxes.inverted()
+    placed = sorted(
+        ([to_axes.transform((x, y))[1], text, color] for x, y, text, color in ends),
+        key=lambda p: p[0],
+    )
+    for i in range(1, len(placed)):
+        placed[i][0] = max(placed[i][0], placed[i - 1][0] + min_gap)
+    overflow = placed[-1][0] - 0.98
+    if overflow > 0:
+        for p in placed:
+            p[0] -= overflow
+    for label_y, text, color in placed:
+        ax.annotate(
+            text,
+            xy=(1.01, label_y),
+            xycoords="axes fraction",
+            fontsize=8,
+            va="center",
+            color=color,
+            fontweight="bold",
+        )
+
+
+def _left_out_models(reader: Reader) -> list[tuple[str, str]]:
+    if not reader.has("eval_exposure_models"):
+        return []
+    return reader.rows(
+        "select model, coalesce(note, 'left out') from eval_exposure_models "
+        "where not in_study order by model"
+    )
 
 
 class Figures:
@@ -379,9 +470,18 @@ def section_paired(reader: Reader, ctx: dict) -> str:
     if not reader.has("eval_paired"):
         return note("This database has no <code>eval_paired</code> view: no paired comparisons.")
     k, best = ctx["k"], ctx["models"][0]
+    columns = {
+        r[0]
+        for r in reader.rows(
+            "select column_name from duckdb_columns() where table_name = 'eval_paired'"
+        )
+    }
+    holm = "p_value_holm" if "p_value_holm" in columns else "null"
+    n_perm = "n_permutations" if "n_permutations" in columns else "1000"
     rows = reader.rows(
-        """
-        select model_b, metric, mean_diff, ci_low, ci_high, win_rate, tie_rate, p_value, n_users
+        f"""
+        select model_b, metric, mean_diff, ci_low, ci_high, win_rate, tie_rate, p_value,
+               {holm}, {n_perm}, n_users
         from eval_paired
         where split = 'test' and k = ? and model_a = ? and model_b <> model_a
           and metric in ('ndcg', 'recall')
@@ -391,51 +491,65 @@ def section_paired(reader: Reader, ctx: dict) -> str:
     )
     if not rows:
         return note(f"<code>eval_paired</code> has no rows for {_esc(best)} at k = {k}.")
+    n_permutations = max(r[9] for r in rows)
+    n_models = len(ctx["models"])
     text = (
         f"<p>The best model by NDCG@{k}, <b>{_esc(best)}</b>, against each other model on the "
-        "same test users: mean difference (best minus other) with its 95% bootstrap interval, "
-        "the share of users where the best model wins or ties, and a sign-flip permutation "
-        "p-value.</p>"
+        f"same {rows[0][10]:,} test users: mean difference (best minus other) with its 95% "
+        "bootstrap interval (1,000 Poisson resamples of the users), the share of users where "
+        "the best model wins or ties, and the two-sided sign-flip permutation p-value "
+        f"({n_permutations:,} random sign vectors, so the smallest possible p-value is 1 / "
+        f"{n_permutations + 1:,}, shown as &lt; {1 / (n_permutations + 1):.3f}). "
+        f"<b>Holm p</b> adjusts for multiple testing over the family of all "
+        f"{n_models * (n_models - 1) // 2} pairs of the {n_models} models (per metric, k and "
+        "split, as in <code>eval_paired.p_value_holm</code>): reject where it is at most 0.05 "
+        "and the chance of any false difference in the family stays at most 5%.</p>"
     )
     return text + table(
         [
             "other model",
             "metric",
-            "mean diff",
-            "ci low",
-            "ci high",
+            "mean diff [95% CI]",
             "win rate",
             "tie rate",
             "p-value",
+            "Holm p",
             "users",
         ],
-        [list(r) for r in rows],
+        [
+            [
+                r[0],
+                r[1],
+                ci_cell(r[2], r[3], r[4]),
+                r[5],
+                r[6],
+                p_cell(r[7], r[9]),
+                p_cell(r[8], r[9]),
+                r[10],
+            ]
+            for r in rows
+        ],
     )
 
 
 def section_popularity(reader: Reader, ctx: dict, figs: Figures) -> str:
-    if not reader.has("feat_video_popularity"):
-        return note("No <code>feat_video_popularity</code> here: popularity is unknown.")
+    if not (reader.has("eval_intervals") and reader.has("feat_video_popularity")):
+        return note("No <code>eval_intervals</code> here: popularity of the lists is unknown.")
     k = ctx["k"]
     rows = reader.rows(
         """
-        with lists as (
-            select r.model, r.user_id, avg(p.popularity_percentile) as popularity
-            from eval_rankings as r
-            inner join eval_ground_truth as g
-                on r.user_id = g.user_id and r.video_id = g.video_id and g.split = 'test'
-            left join feat_video_popularity as p on r.video_id = p.video_id
-            where r.rank <= ?
-            group by all
-        )
-        select lists.model, avg(lists.popularity), any_value(m.value)
-        from lists
-        left join eval_metrics as m
-            on m.model = lists.model and m.split = 'test' and m.k = ? and m.metric = 'ndcg'
-        group by lists.model
+        select p.model, p.value, p.ci_low, p.ci_high, m.value, m.ci_low, m.ci_high, p.n_users
+        from eval_intervals as p
+        inner join eval_intervals as m
+            on m.model = p.model and m.k = p.k and m.relation = 'eval_metrics'
+            and m.split = 'test' and m.metric = 'ndcg'
+        where p.relation = 'eval_beyond_accuracy' and p.segment = 'eval_rankings'
+          and p.split = 'test' and p.metric = 'popularity_percentile' and p.k = ?
         """,
-        [k, k],
+        [k],
     )
+    if not rows:
+        return note(f"No popularity of the lists at k = {k}.")
     base = reader.one(
         """
         select avg(p.popularity_percentile)
@@ -448,25 +562,47 @@ def section_popularity(reader: Reader, ctx: dict, figs: Figures) -> str:
     rows.sort(key=lambda r: order.get(r[0], 99))
     text = (
         f"<p>Mean popularity percentile (training users who viewed the video, 1 = most "
-        f"viewed) of the top {k} a model gives each test user, beside its NDCG@{k}. A model "
-        "up and to the right wins by recommending what is popular; the dashed line is the "
-        f"candidates' mean ({base:.3f}).</p>"
+        f"viewed) of the top {k} a model gives each of the {rows[0][7]:,} test users, against "
+        f"its NDCG@{k} on the same users; error bars are 95% bootstrap intervals over those "
+        "users (<code>eval_intervals</code>). A model up and to the right wins by recommending "
+        f"what is popular; the dashed line is the candidates' mean ({base:.3f}).</p>"
     )
-    fig, axes = figs.new(width=7.5, height=4.6)
+    fig, axes = figs.new(width=9.0, height=5.2)
     ax = axes[0][0]
-    for model, pop, ndcg in rows:
-        if ndcg is None:
-            continue
-        ax.scatter(pop, ndcg, s=70, color=ctx["colors"].get(model, "#555"), zorder=3)
-        ax.annotate(model, (pop, ndcg), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    for model, pop, pop_lo, pop_hi, ndcg, lo, hi, _ in rows:
+        color = ctx["colors"].get(model, "#555")
+        ax.errorbar(
+            pop,
+            ndcg,
+            xerr=[[pop - pop_lo], [pop_hi - pop]],
+            yerr=[[ndcg - lo], [hi - ndcg]],
+            fmt="o",
+            markersize=7,
+            color=color,
+            ecolor=color,
+            elinewidth=1,
+            capsize=3,
+            zorder=3,
+        )
     ax.axvline(base, linestyle="--", color="#888", linewidth=1)
-    ax.set_xlabel(f"mean popularity percentile of the top {k}")
+    xs = [v for r in rows for v in (r[2], r[3], base)]
+    ys = [v for r in rows for v in (r[5], r[6])]
+    x_pad = (max(xs) - min(xs)) * 0.08 or 0.05
+    ax.set_xlim(min(xs) - x_pad, max(xs) + 3 * x_pad)  # room for the labels on the right
+    y_pad = (max(ys) - min(ys)) * 0.08 or 0.05
+    ax.set_ylim(min(ys) - y_pad, max(ys) + y_pad)
+    ax.set_xlabel(f"mean popularity percentile of the top {k} (test users)")
     ax.set_ylabel(f"NDCG@{k} (test users)")
     ax.grid(alpha=0.3)
+    fig.canvas.draw()
+    spread_labels(ax, [(r[1], r[4], r[0], ctx["colors"].get(r[0], "#555")) for r in rows])
     return (
         text
         + figs.img(fig, f"NDCG@{k} against the popularity of the recommended videos")
-        + table(["model", "mean popularity percentile", f"ndcg@{k}"], [list(r) for r in rows])
+        + table(
+            ["model", "mean popularity percentile [95% CI]", f"ndcg@{k} [95% CI]", "users"],
+            [[r[0], ci_cell(r[1], r[2], r[3]), ci_cell(r[4], r[5], r[6]), r[7]] for r in rows],
+        )
     )
 
 
@@ -478,10 +614,19 @@ def section_beyond(reader: Reader, ctx: dict, figs: Figures) -> str:
         )
     k = ctx["k"]
     metrics = ("coverage", "gini", "novelty_bits", "n_categories", "duration_ratio")
+    has_ci = "ci_low" in {
+        r[0]
+        for r in reader.rows(
+            "select column_name from duckdb_columns() where table_name = 'eval_beyond_accuracy'"
+        )
+    }
+    select_ci = "ci_low, ci_high" if has_ci else "null, null"
     data = {
-        (s, m, metric): v
-        for s, m, metric, v in reader.rows(
-            "select source, model, metric, value from eval_beyond_accuracy where k = ?", [k]
+        (s, m, metric): (v, lo, hi, n)
+        for s, m, metric, v, lo, hi, n in reader.rows(
+            f"select source, model, metric, value, {select_ci}, n_users "
+            "from eval_beyond_accuracy where k = ?",
+            [k],
         )
     }
     if not data:
@@ -492,29 +637,44 @@ def section_beyond(reader: Reader, ctx: dict, figs: Figures) -> str:
         "evenly), <b>novelty</b> in bits (higher = less popular videos), distinct first-level "
         "<b>categories</b> per list, and mean <b>duration</b> against the catalogue's (below 1 = "
         "shorter videos). Source <i>recommendations</i>: every big-matrix user over the whole "
-        "catalogue; <i>eval_rankings</i>: small-matrix users among their candidates.</p>"
+        "catalogue; <i>eval_rankings</i>: small-matrix users among their candidates. Brackets: "
+        "95% bootstrap intervals over users for the means over users (novelty, categories, "
+        "duration); coverage and gini describe all lists together, not a mean over users, and "
+        "have none.</p>"
     ]
     sources = [s for s in ("recommendations", "eval_rankings") if any(key[0] == s for key in data)]
     for source in sources:
-        parts.append(f"<h3>{_esc(source)}</h3>")
+        n_users = max(v[3] for key, v in data.items() if key[0] == source)
+        parts.append(f"<h3>{_esc(source)} ({n_users:,} users' lists)</h3>")
         rows = [
-            [m] + [data.get((source, m, metric)) for metric in metrics]
+            [m]
+            + [
+                ci_cell(*data[(source, m, metric)][:3], digits=3)
+                if (source, m, metric) in data
+                else None
+                for metric in metrics
+            ]
             for m in ctx["models"]
             if any((source, m, metric) in data for metric in metrics)
         ]
-        parts.append(table(["model", *metrics], rows))
-    fig, axes = figs.new(ncols=2, width=10.5, height=0.45 * len(ctx["models"]) + 1.4)
+        parts.append(table(["model", *metrics], rows, digits=3))
+    fig, axes = figs.new(ncols=2, width=10.5, height=0.45 * len(ctx["models"]) + 1.6)
     source = sources[0]
     for ax, metric in zip(axes[0], ("coverage", "gini")):
         shown = [m for m in ctx["models"] if (source, m, metric) in data][::-1]
         ax.barh(
             shown,
-            [data[(source, m, metric)] for m in shown],
+            [data[(source, m, metric)][0] for m in shown],
             color=[ctx["colors"][m] for m in shown],
         )
         ax.set_xlabel(f"{metric} of the top {k} ({source})")
         ax.set_xlim(0, 1)
         ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(
+        "no error bars: coverage and gini are one number over all lists, not a mean over users",
+        fontsize=9,
+        color="#5c6677",
+    )
     parts.append(figs.img(fig, f"coverage and gini of the top {k}"))
     return "".join(parts)
 
@@ -544,104 +704,187 @@ def section_exposure(reader: Reader, ctx: dict, figs: Figures) -> str:
                 "warn",
             )
         )
+    columns = {
+        r[0]
+        for r in reader.rows(
+            "select column_name from duckdb_columns() where table_name = 'eval_exposure_study'"
+        )
+    }
+    if "n_repeats" not in columns:
+        return "".join(parts) + note(
+            "This exposure study was written by an older version (one seed, no intervals); "
+            f"run <code>{command}</code> again."
+        )
     ks = [r[0] for r in reader.rows("select distinct k from eval_exposure_study order by k")]
     k = ctx["k"] if ctx["k"] in ks else ks[0]
     rows = reader.rows(
-        "select strategy, density, model, metric, value, full_value, kendall_tau "
-        "from eval_exposure_study where k = ?",
+        "select strategy, density, model, metric, value, ci_low, ci_high, full_value, "
+        "full_ci_low, full_ci_high, kendall_tau, tau_ci_low, tau_ci_high, top_model_changed, "
+        "n_repeats, n_users from eval_exposure_study where k = ?",
         [k],
     )
     strategies = [s for s in STRATEGY_TITLES if any(r[0] == s for r in rows)]
     models = [m for m in ctx["models"] if any(r[2] == m for r in rows)]
+    left_out = _left_out_models(reader)
+    n_repeats = max(r[14] for r in rows)
+    seeds = info.get("seeds", info.get("seed", "?")).replace(",", ", ")
+    interval = (
+        f"Bands and bars: 95% t-intervals of the mean over the {n_repeats} samples"
+        if n_repeats > 1
+        else "One sample per set (--repeats 1): no interval over samples"
+    )
     parts.append(
         "<p>The KuaiRec paper's experiment: sparse test sets are sampled from the fully observed "
         f"pairs of the {_esc(info.get('split', 'test'))} users at several densities, "
         "under three exposure strategies (uniform; positivity-oriented: a relevant pair is "
         f"{_esc(info.get('positivity_weight', '?'))} times as likely to be exposed; "
-        "popularity-oriented: exposure grows with the video's training users), with seed "
-        f"{_esc(info.get('seed', '?'))}. Each model ranks a user's sampled videos in the order "
-        f"of its full ranking. Top row: NDCG@{k} on each sparse set, the dotted lines at density "
-        "1 are the fully observed values. Bottom row: Kendall's tau between the models' order on "
-        "the sparse set and on the full matrix (1 = the same order).</p>"
+        "popularity-oriented: exposure grows with the video's training users), "
+        f"<b>{n_repeats} times</b> each (seeds {_esc(seeds)}). Each model ranks a user's sampled "
+        f"videos in the order of its full ranking. First figure: NDCG@{k} on the sparse sets "
+        "(mean over the samples); the stars at density 1 are the fully observed values with "
+        "their 95% bootstrap intervals over users. Second figure: Kendall's tau between the "
+        "models' order on a sparse set and on the full matrix (1 = the same order). "
+        f"{interval}.</p>"
     )
-    taus = [r[6] for r in rows if r[6] is not None and r[3] in ("ndcg", "precision", "recall")]
-    tau_floor = min(taus) if taus else 0.0
-    if strategies:
-        fig, axes = figs.new(
-            ncols=len(strategies), nrows=2, width=4.0 * len(strategies) + 1.5, height=7.0
+    if left_out:
+        parts.append(
+            note(
+                "Not in the study: "
+                + "; ".join(f"<b>{_esc(m)}</b> ({_esc(why)})" for m, why in left_out)
+                + ". The figures say so too.",
+                "leftout",
+            )
         )
+    left_out_line = (
+        "not in the study: " + ", ".join(m for m, _ in left_out) + " (see the note above)"
+        if left_out
+        else ""
+    )
+    if strategies:
+        fig, axes = figs.new(ncols=len(strategies), width=4.2 * len(strategies) + 1.8, height=5.4)
+        ndcg = [r for r in rows if r[3] == "ndcg"]
+        lows = [v for r in ndcg for v in (r[5], r[8]) if v is not None]
+        highs = [v for r in ndcg for v in (r[6], r[9]) if v is not None]
+        pad = (max(highs) - min(lows)) * 0.05 if lows else 0.05
         for col, strategy in enumerate(strategies):
             ax = axes[0][col]
+            ends = []
             for model in models:
+                color = ctx["colors"][model]
                 pts = sorted(
-                    (r[1], r[4])
-                    for r in rows
-                    if r[0] == strategy and r[2] == model and r[3] == "ndcg"
+                    (r[1], r[4], r[5], r[6]) for r in ndcg if r[0] == strategy and r[2] == model
                 )
-                full = next((r[5] for r in rows if r[2] == model and r[3] == "ndcg"), None)
+                full = next((r for r in ndcg if r[2] == model), None)
                 if pts:
-                    ax.plot(*zip(*pts), marker="o", color=ctx["colors"][model], label=model)
-                if full is not None:
-                    ax.plot([1.0], [full], marker="*", markersize=11, color=ctx["colors"][model])
-                    ax.axhline(full, linestyle=":", linewidth=0.8, color=ctx["colors"][model])
+                    xs, ys, lo, hi = zip(*pts)
+                    ax.plot(xs, ys, marker="o", markersize=4, color=color, label=model)
+                    if None not in lo:
+                        ax.fill_between(xs, lo, hi, color=color, alpha=0.15, linewidth=0)
+                    ends.append((1.0, full[7] if full else ys[-1], model, color))
+                if full is not None and full[7] is not None:
+                    ax.errorbar(
+                        [1.0],
+                        [full[7]],
+                        yerr=[[full[7] - (full[8] or full[7])], [(full[9] or full[7]) - full[7]]],
+                        fmt="*",
+                        markersize=10,
+                        color=color,
+                        capsize=3,
+                    )
             ax.set_title(STRATEGY_TITLES[strategy])
             ax.set_xlabel("density of the test set")
-            ax.set_ylabel(f"NDCG@{k}")
             ax.set_xlim(0, 1.05)
+            if lows:
+                ax.set_ylim(min(lows) - pad, max(highs) + pad)
             ax.grid(alpha=0.3)
-            ax = axes[1][col]
-            for metric, style in (("ndcg", "-o"), ("precision", "--s"), ("recall", ":^")):
+            if col == 0:
+                ax.set_ylabel(f"NDCG@{k}")
+            if col == len(strategies) - 1:
+                fig.canvas.draw()
+                label_line_ends(ax, ends)
+        if left_out_line:
+            fig.suptitle(left_out_line, fontsize=9, color="#a33")
+        parts.append(figs.img(fig, f"NDCG@{k} against test-set density per strategy"))
+
+        fig, axes = figs.new(ncols=len(strategies), width=4.2 * len(strategies) + 1.8, height=3.9)
+        tau_rows = {
+            (r[0], r[1], r[3]): (r[10], r[11], r[12])
+            for r in rows
+            if r[10] is not None and r[3] in ("ndcg", "precision", "recall")
+        }
+        tau_values = [v for t in tau_rows.values() for v in t if v is not None]
+        floor = min(tau_values) if tau_values else 0.0
+        for col, strategy in enumerate(strategies):
+            ax = axes[0][col]
+            for metric, style, color in (
+                ("ndcg", "-o", "#1f5fa8"),
+                ("precision", "--s", "#c0392b"),
+                ("recall", ":^", "#2e8b57"),
+            ):
                 pts = sorted(
-                    {
-                        (r[1], r[6])
-                        for r in rows
-                        if r[0] == strategy and r[3] == metric and r[6] is not None
-                    }
+                    (d, *t) for (s, d, m), t in tau_rows.items() if s == strategy and m == metric
                 )
-                if pts:
-                    ax.plot(*zip(*pts), style, label=f"{metric}@{k}")
+                if not pts:
+                    continue
+                xs, ys, lo, hi = zip(*pts)
+                ax.plot(xs, ys, style, color=color, markersize=4, label=f"{metric}@{k}")
+                if None not in lo:
+                    ax.fill_between(xs, lo, hi, color=color, alpha=0.12, linewidth=0)
+            ax.set_title(STRATEGY_TITLES[strategy])
             ax.set_xlabel("density of the test set")
-            ax.set_ylabel("Kendall's tau vs fully observed")
             ax.set_xlim(0, 1.05)
-            ax.set_ylim(max(-1.05, min(tau_floor - 0.1, 0.0)), 1.05)
+            span = 1.0 - floor
+            ax.set_ylim(floor - max(span * 0.08, 0.01), 1.0 + max(span * 0.05, 0.005))
             ax.axhline(1, color="#888", linewidth=0.8)
             ax.grid(alpha=0.3)
+            if col == 0:
+                ax.set_ylabel("Kendall's tau vs fully observed")
         axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9)
-        axes[1][-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9)
-        parts.append(figs.img(fig, "NDCG and Kendall's tau against test-set density per strategy"))
-    tau_rows = reader.rows(
-        """
-        select strategy, density, metric, any_value(kendall_tau), any_value(n_users)
-        from eval_exposure_study
-        where k = ? and strategy <> 'fully_observed' and metric in ('ndcg', 'precision', 'recall')
-        group by all
-        order by strategy, density, metric
-        """,
-        [k],
-    )
+        if left_out_line:
+            fig.suptitle(left_out_line, fontsize=9, color="#a33")
+        parts.append(figs.img(fig, "Kendall's tau against test-set density per strategy"))
     wide: dict[tuple[str, float], dict[str, Any]] = {}
-    for strategy, density, metric, tau, n in tau_rows:
-        wide.setdefault((strategy, density), {"n": n})[metric] = tau
-    parts.append(f"<h3>Kendall's tau at k = {k}</h3>")
+    for r in rows:
+        if r[0] == "fully_observed" or r[3] not in ("ndcg", "precision", "recall"):
+            continue
+        cell = wide.setdefault((r[0], r[1]), {"n": Html(f"{r[15]:,.1f}")})
+        cell[r[3]] = ci_cell(r[10], r[11], r[12], digits=3)
+        if r[3] == "ndcg":
+            cell["changed"] = r[13]
+    parts.append(f"<h3>Kendall's tau at k = {k}, and how often the best model changes</h3>")
+    parts.append(
+        '<p class="muted">Per set: the mean users with a relevant sampled video, tau with its '
+        f"95% interval over the {n_repeats} samples, and the share of samples in which the "
+        f"fully observed best model by NDCG@{k} is not first on the sparse set (the paper's "
+        "question: does sparse exposure change which model looks best?).</p>"
+    )
     parts.append(
         table(
             [
                 "strategy",
                 "density",
-                "users",
+                "users (mean)",
                 f"tau ndcg@{k}",
                 f"tau precision@{k}",
                 f"tau recall@{k}",
+                f"best model changed (ndcg@{k})",
             ],
             [
-                [s, d, v["n"], v.get("ndcg"), v.get("precision"), v.get("recall")]
-                for (s, d), v in wide.items()
+                [s, d, v["n"], v.get("ndcg"), v.get("precision"), v.get("recall"), v.get("changed")]
+                for (s, d), v in sorted(wide.items())
             ],
             digits=3,
         )
     )
+    changed = [v.get("changed") for v in wide.values() if v.get("changed") is not None]
+    if changed:
+        parts.append(
+            f"<p>Over all {len(changed)} sparse sets, the best model by NDCG@{k} changed in "
+            f"{sum(changed) / len(changed):.0%} of the samples (at most "
+            f"{max(changed):.0%} in one set).</p>"
+        )
     if reader.has("eval_exposure_samples"):
-        parts.append("<h3>What the sparse test sets hold</h3>")
+        parts.append("<h3>What the sparse test sets hold (mean over the samples)</h3>")
         parts.append(
             table(
                 [
@@ -656,9 +899,11 @@ def section_exposure(reader: Reader, ctx: dict, figs: Figures) -> str:
                 [
                     list(r)
                     for r in reader.rows(
-                        "select strategy, density, n_sampled, density_achieved, relevant_share, "
-                        "mean_popularity_percentile, n_users_with_relevant "
-                        "from eval_exposure_samples order by strategy, density"
+                        "select strategy, density, avg(n_sampled)::bigint, "
+                        "avg(density_achieved), avg(relevant_share), "
+                        "avg(mean_popularity_percentile), "
+                        "printf('%.1f', avg(n_users_with_relevant)) "
+                        "from eval_exposure_samples group by all order by strategy, density"
                     )
                 ],
                 digits=3,
@@ -666,7 +911,7 @@ def section_exposure(reader: Reader, ctx: dict, figs: Figures) -> str:
         )
     if reader.has("eval_exposure_models"):
         out = reader.rows(
-            "select model, scored_by, rank_agreement, note from eval_exposure_models "
+            "select model, in_study, scored_by, rank_agreement, note from eval_exposure_models "
             "order by in_study desc, model"
         )
         parts.append("<h3>How each model was scored on every candidate</h3>")
@@ -675,7 +920,10 @@ def section_exposure(reader: Reader, ctx: dict, figs: Figures) -> str:
             "(eval_rankings) that the re-scoring puts at the same rank.</p>"
         )
         parts.append(
-            table(["model", "scored by", "rank agreement", "note"], [list(r) for r in out])
+            table(
+                ["model", "in the study", "scored by", "rank agreement", "note"],
+                [list(r) for r in out],
+            )
         )
     return "".join(parts)
 
@@ -687,54 +935,103 @@ def section_temporal(reader: Reader, ctx: dict, figs: Figures) -> str:
             f"--db {_esc(ctx['db'])}</code> computes it (unless given --no-temporal)."
         )
     info = _exposure_info(reader)
+    columns = {
+        r[0]
+        for r in reader.rows(
+            "select column_name from duckdb_columns() where table_name = 'eval_temporal_split'"
+        )
+    }
+    if "full_n_users" not in columns:
+        return note(
+            "This temporal split was written by an older version (no intervals); run "
+            f"<code>python -m kuairec_db exposure-study --db {_esc(ctx['db'])}</code> again."
+        )
     ks = [r[0] for r in reader.rows("select distinct k from eval_temporal_split order by k")]
     k = ctx["k"] if ctx["k"] in ks else ks[0]
     rows = reader.rows(
-        "select model, metric, value, model_rank, full_value, full_model_rank, kendall_tau, "
-        "n_users from eval_temporal_split where k = ? and metric in ('ndcg', 'recall', "
-        "'precision') order by metric, model_rank, model",
+        "select model, metric, value, ci_low, ci_high, n_users, model_rank, full_value, "
+        "full_ci_low, full_ci_high, full_n_users, full_model_rank, kendall_tau "
+        "from eval_temporal_split where k = ? and metric in ('ndcg', 'recall', 'precision') "
+        "order by metric, model_rank, model",
         [k],
     )
+    ndcg = [r for r in rows if r[1] == "ndcg"]
+    n_temporal = ndcg[0][5] if ndcg else 0
+    n_full = ndcg[0][10] if ndcg else 0
     text = (
         "<p>The usual sparse protocol for contrast: the big-matrix views of the last "
         f"{_esc(info.get('temporal.days', '?'))} days (from "
         f"{_esc(info.get('temporal.cutoff_at', '?'))}) are the test set, "
         f"{_esc(info.get('temporal.models', '?').replace(',', ', '))} are retrained on the "
         "earlier views and rank the whole catalogue; a video the user did not view counts as "
-        f"not relevant. {int(info.get('temporal.n_users', 0) or 0):,} users have a relevant "
-        "test view. Beside each value: the model's fully observed value (eval_metrics, test "
-        "users) and the rank each protocol gives it.</p>"
+        f"not relevant. The temporal values are over the <b>{n_temporal:,} big-matrix users</b> "
+        "with a relevant test view; the fully observed values (eval_metrics, trained on the "
+        f"whole big matrix) over the <b>{n_full:,} small-matrix test users</b>. The two are on "
+        "different scales, so each has its own figure; error bars are 95% bootstrap intervals "
+        "over each one's users. What should agree is the order of the models.</p>"
     )
-    fig, axes = figs.new(ncols=2, width=10, height=3.6)
-    for ax, (values, title) in zip(
-        axes[0], ((2, "temporal split (sparse)"), (4, "fully observed"))
+    parts = [text]
+    for value_at, low_at, title, users in (
+        (2, 3, "temporal split (sparse, biased test set)", n_temporal),
+        (7, 8, "fully observed small matrix", n_full),
     ):
-        shown = [r for r in rows if r[1] == "ndcg"]
-        ax.bar(
-            [r[0] for r in shown],
-            [r[values] for r in shown],
-            color=[ctx["colors"].get(r[0], "#555") for r in shown],
+        fig, axes = figs.new(width=8.0, height=0.5 * len(ndcg) + 1.3)
+        ax = axes[0][0]
+        shown = ndcg[::-1]
+        values = [r[value_at] for r in shown]
+        ax.barh(
+            [r[0] for r in shown], values, color=[ctx["colors"].get(r[0], "#555") for r in shown]
         )
-        ax.set_title(title)
-        ax.set_ylabel(f"NDCG@{k}")
-        ax.grid(axis="y", alpha=0.3)
-    return (
-        text
-        + figs.img(fig, f"NDCG@{k}: temporal split against fully observed")
-        + table(
+        if all(r[low_at] is not None for r in shown):
+            ax.errorbar(
+                values,
+                [r[0] for r in shown],
+                xerr=[
+                    [v - r[low_at] for v, r in zip(values, shown)],
+                    [r[low_at + 1] - v for v, r in zip(values, shown)],
+                ],
+                fmt="none",
+                ecolor="#222",
+                capsize=3,
+            )
+        ax.set_title(f"{title}: {users:,} users", fontsize=10)
+        ax.set_xlabel(f"NDCG@{k}")
+        ax.grid(axis="x", alpha=0.3)
+        parts.append(figs.img(fig, f"NDCG@{k}: {title}"))
+    parts.append(
+        table(
             [
                 "model",
                 "metric",
-                "temporal value",
+                "temporal value [95% CI]",
+                "temporal users",
                 "temporal rank",
-                "fully observed value",
+                "fully observed value [95% CI]",
+                "fully observed users",
                 "fully observed rank",
                 "kendall tau",
-                "users",
             ],
-            [list(r) for r in rows],
+            [
+                [
+                    r[0],
+                    r[1],
+                    ci_cell(r[2], r[3], r[4]),
+                    r[5],
+                    r[6],
+                    ci_cell(r[7], r[8], r[9]),
+                    r[10],
+                    r[11],
+                    r[12],
+                ]
+                for r in rows
+            ],
         )
     )
+    return "".join(parts)
+
+
+def _users(n: int) -> str:
+    return f"{n:,} user{'' if n == 1 else 's'}"
 
 
 def section_segments(reader: Reader, ctx: dict, figs: Figures) -> str:
@@ -742,48 +1039,76 @@ def section_segments(reader: Reader, ctx: dict, figs: Figures) -> str:
         return note("This database has no <code>eval_segment_metrics</code> view: no segments.")
     k = ctx["k"]
     rows = reader.rows(
-        "select segment_kind, segment, model, value, n_users from eval_segment_metrics "
-        "where split = 'test' and k = ? and metric = 'ndcg' order by segment_kind, segment",
+        "select segment_kind, segment, model, value, n_users, ci_low, ci_high, segment_order, "
+        "is_small from eval_segment_metrics "
+        "where split = 'test' and k = ? and metric = 'ndcg' order by segment_kind, segment_order",
         [k],
     )
     if not rows:
         return note(f"<code>eval_segment_metrics</code> has no test rows at k = {k}.")
-    kinds = sorted({r[0] for r in rows})
-    parts = [f"<p>NDCG@{k} of each model within groups of test users.</p>"]
-    fig, axes = figs.new(ncols=len(kinds), width=5.2 * len(kinds) + 1.2, height=4.4)
+    kinds = sorted({r[0] for r in rows}, reverse=True)  # profile field first, then quartiles
+    small = sorted({(r[0], r[7], r[1], r[4]) for r in rows if r[8]})
+    parts = [
+        f"<p>NDCG@{k} of each model within groups of test users, with 95% bootstrap intervals "
+        "over the group's users. Groups sort from the least to the most active. A group of "
+        "fewer than 20 users (<code>is_small</code>) is too small for its mean to say much: it "
+        "is left out of the figure and marked in the tables.</p>"
+    ]
+    fig, axes = figs.new(ncols=len(kinds), width=5.4 * len(kinds) + 1.4, height=4.6)
     for ax, kind in zip(axes[0], kinds):
-        segments = sorted({r[1] for r in rows if r[0] == kind})
+        order = sorted({(r[7], r[1], r[4]) for r in rows if r[0] == kind and not r[8]})
+        segments = [s for _, s, _ in order]
         models = [m for m in ctx["models"] if any(r[2] == m and r[0] == kind for r in rows)]
         width = 0.8 / max(len(models), 1)
-        lookup = {(r[1], r[2]): r[3] for r in rows if r[0] == kind}
+        lookup = {(r[1], r[2]): r for r in rows if r[0] == kind}
         for i, model in enumerate(models):
             xs = [j + i * width - 0.4 + width / 2 for j in range(len(segments))]
-            ax.bar(
-                xs,
-                [lookup.get((s, model), 0) for s in segments],
-                width,
-                color=ctx["colors"][model],
-                label=model,
-            )
+            vals = [lookup[(s, model)][3] if (s, model) in lookup else 0 for s in segments]
+            ax.bar(xs, vals, width, color=ctx["colors"][model], label=model)
+            lows = [lookup[(s, model)][5] if (s, model) in lookup else None for s in segments]
+            highs = [lookup[(s, model)][6] if (s, model) in lookup else None for s in segments]
+            if None not in lows and None not in highs:
+                ax.errorbar(
+                    xs,
+                    vals,
+                    yerr=[
+                        [v - lo for v, lo in zip(vals, lows)],
+                        [hi - v for v, hi in zip(vals, highs)],
+                    ],
+                    fmt="none",
+                    ecolor="#333",
+                    elinewidth=0.7,
+                    capsize=1.5,
+                )
         ax.set_xticks(range(len(segments)))
-        ax.set_xticklabels(segments, rotation=20, ha="right", fontsize=8)
-        ax.set_title(kind)
+        ax.set_xticklabels([f"{s}\n({_users(n)})" for _, s, n in order], rotation=0, fontsize=8)
+        left = [f"{s} ({_users(n)})" for kd, _, s, n in small if kd == kind]
+        title = kind + (f"\nleft out, below 20 users: {', '.join(left)}" if left else "")
+        ax.set_title(title, fontsize=10)
         ax.set_ylabel(f"NDCG@{k}")
         ax.grid(axis="y", alpha=0.3)
     axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     parts.append(figs.img(fig, f"NDCG@{k} per user segment"))
     for kind in kinds:
-        segments = sorted({r[1] for r in rows if r[0] == kind})
-        lookup = {(r[1], r[2]): r[3] for r in rows if r[0] == kind}
-        users = {r[1]: r[4] for r in rows if r[0] == kind}
+        order = sorted({(r[7], r[1], r[4], r[8]) for r in rows if r[0] == kind})
+        lookup = {(r[1], r[2]): r for r in rows if r[0] == kind}
         parts.append(f"<h3>{_esc(kind)}</h3>")
+        headers = [
+            f"{s} ({_users(n)}{', too few' if is_small else ''})" for _, s, n, is_small in order
+        ]
         parts.append(
             table(
-                ["model", *[f"{s} ({users[s]:,})" for s in segments]],
+                ["model", *headers],
                 [
-                    [m] + [lookup.get((s, m)) for s in segments]
+                    [m]
+                    + [
+                        ci_cell(*lookup[(s, m)][3:4], *lookup[(s, m)][5:7], digits=3)
+                        if (s, m) in lookup
+                        else None
+                        for _, s, _, _ in order
+                    ]
                     for m in ctx["models"]
-                    if any((s, m) in lookup for s in segments)
+                    if any((s, m) in lookup for _, s, _, _ in order)
                 ],
             )
         )

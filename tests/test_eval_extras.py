@@ -65,6 +65,7 @@ def resampling_table(user_ids: list[int], n_replicates: int | None = None) -> li
     con = duckdb.connect()
     con.execute("create table int_ground_truth (user_id integer, video_id integer)")
     con.executemany("insert into int_ground_truth values (?, 1)", [(u,) for u in user_ids])
+    con.execute("create table int_user_index (user_id integer)")  # big-matrix users: none here
     if n_replicates is not None:
         con.execute("set variable bootstrap_replicates = ?", [n_replicates])
     return con.execute(
@@ -86,10 +87,13 @@ def test_resampling_weights_are_poisson_one_and_fair_signs(db_con):
         "select count(distinct user_id), count(*), avg(weight), avg((weight = 0)::integer), "
         "avg((weight = 2)::integer), avg(sign) from int_resampling_weights"
     ).fetchone()
-    small_users = db_con.execute("select count(distinct user_id) from eval_ground_truth")
-    assert n_users == small_users.fetchone()[0]
+    every_user = db_con.execute(
+        "select count(*) from (select user_id from eval_ground_truth "
+        "union select user_id from int_user_index)"
+    )
+    assert n_users == every_user.fetchone()[0]
     assert n_rows == N_REPLICATES * n_users
-    # Poisson(1): mean 1, P(0) = e^-1, P(2) = e^-1 / 2; over ~140,000 draws
+    # Poisson(1): mean 1, P(0) = e^-1, P(2) = e^-1 / 2; over ~700,000 draws
     assert mean == pytest.approx(1.0, abs=0.02)
     assert share_zero == pytest.approx(math.exp(-1), abs=0.01)
     assert share_two == pytest.approx(math.exp(-1) / 2, abs=0.01)
@@ -111,6 +115,14 @@ def test_resampling_weights_are_identical_across_builds(built_db, demo_dir, tmp_
 
 # ---------------------------------------------------------------------------------------------
 # eval_metrics_ci and eval_paired on literal rows
+
+
+# eval_user_values holding only eval_metrics' series (no segments, no lists): the bootstrap
+# files on literal per-user metrics
+METRICS_ONLY_USER_VALUES = (
+    "create view eval_user_values as select 'eval_metrics' as relation, model, split, "
+    "'all' as segment_kind, 'all' as segment, k, metric, user_id, value from eval_user_metrics"
+)
 
 
 def uncertainty_db(
@@ -148,7 +160,8 @@ def uncertainty_db(
         for i, (user, weight) in enumerate(zip(users, row))
     ]
     con.executemany("insert into int_resampling_weights values (?, ?, ?, ?)", rows)
-    for name in ("eval_resampled_sums", "eval_metrics_ci", "eval_paired"):
+    con.execute(METRICS_ONLY_USER_VALUES)
+    for name in ("eval_resampled_sums", "eval_intervals", "eval_metrics_ci", "eval_paired"):
         con.execute(f"create view {name} as {_body('eval', name)}")
     return con
 
@@ -359,6 +372,8 @@ def test_a_model_beats_a_much_worse_one(built_db):
         "eval_paired",
     ):
         con.execute(f"create view {name} as {_body('eval', name)}")
+        if name == "eval_user_metrics":
+            con.execute(METRICS_ONLY_USER_VALUES)
     row = paired_row(con, "popularity", "worst", "test")
     assert row["mean_diff"] > 0.1
     assert row["ci_low"] > 0

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
@@ -21,7 +22,8 @@ from kuairec_db.exposure import EXPOSURE_DIR
 from tests.conftest import run_cli
 
 DENSITIES = "0.1,0.5,1.0"
-STUDY_ARGS = ("--densities", DENSITIES, "--k", "5,10", "--seed", "7")
+REPEATS = 3
+STUDY_ARGS = ("--densities", DENSITIES, "--k", "5,10", "--seed", "7", "--repeats", str(REPEATS))
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,9 @@ def test_every_sample_hits_its_density_within_one_percent(con):
     ).fetchall()
     strategies = {r[0] for r in rows}
     assert strategies == {"uniform", "positivity", "popularity", "fully_observed"}
-    assert len(rows) == 3 * 3 + 1
+    assert len(rows) == (3 * 3 + 1) * REPEATS
+    seeds = con.execute("select distinct repeat, seed from eval_exposure_samples order by 1")
+    assert seeds.fetchall() == [(r, 7 + r - 1) for r in range(1, REPEATS + 1)]
     for strategy, density, n_pairs, n_sampled in rows:
         assert abs(n_sampled - density * n_pairs) <= max(1.0, 0.01 * density * n_pairs), (
             strategy,
@@ -158,14 +162,15 @@ def test_tau_is_one_at_full_density(con):
 
 def test_kendall_tau_matches_scipy(con):
     groups: dict[tuple, list[tuple[float, float]]] = {}
-    for strategy, density, k, metric, value, full, tau in con.execute(
-        "select strategy, density, k, metric, value, full_value, kendall_tau "
-        "from eval_exposure_study"
+    for repeat, strategy, density, k, metric, value, full, tau in con.execute(
+        "select repeat, strategy, density, k, metric, value, full_value, kendall_tau "
+        "from eval_exposure_repeats"
     ).fetchall():
-        groups.setdefault((strategy, density, k, metric, tau), []).append((value, full))
-    assert len({key[:4] for key in groups}) == len(groups)  # one tau per set, k and metric
+        key = (repeat, strategy, density, k, metric, tau)
+        groups.setdefault(key, []).append((value, full))
+    assert len({key[:5] for key in groups}) == len(groups)  # one tau per set, k and metric
     checked = 0
-    for (_, _, _, _, tau), pairs in groups.items():
+    for (*_, tau), pairs in groups.items():
         sparse = [round(v, 9) for v, _ in pairs]
         full = [round(f, 9) for _, f in pairs]
         expected = kendalltau(sparse, full).statistic
@@ -178,7 +183,7 @@ def test_kendall_tau_matches_scipy(con):
 
 
 def _tau_sql(rows: list[tuple[str, float, float]]) -> float | None:
-    """eval_exposure_study.sql on literal per-model means: (model, sparse value, full value)."""
+    """exposure_repeat_study.sql on literal per-model means: (model, sparse value, full value)."""
     con = duckdb.connect()
     con.execute(
         "create table exposure_user_metrics (strategy varchar, density double, model varchar, "
@@ -190,7 +195,7 @@ def _tau_sql(rows: list[tuple[str, float, float]]) -> float | None:
             "('uniform', 0.5, ?, 1, 10, 'ndcg', ?), ('fully_observed', 1.0, ?, 1, 10, 'ndcg', ?)",
             [model, sparse, model, full],
         )
-    body = stages.select_body((EXPOSURE_DIR / "eval_exposure_study.sql").read_text())
+    body = stages.select_body((EXPOSURE_DIR / "exposure_repeat_study.sql").read_text())
     return con.execute(
         f"select distinct kendall_tau from ({body}) where strategy = 'uniform'"
     ).fetchone()[0]
@@ -278,6 +283,57 @@ def test_models_are_scored_on_every_candidate_and_reproduce_the_build(con):
     assert {"popularity", "als"} <= studied
 
 
+def test_the_study_summarises_its_repeats(con):
+    """Means, t-intervals, tau and the top-model changes, recomputed from the repeats."""
+    from scipy.stats import t
+
+    repeats: dict[tuple, list[tuple]] = {}
+    for row in con.execute(
+        "select strategy, density, model, k, metric, value, model_rank, full_model_rank, "
+        "kendall_tau from eval_exposure_repeats"
+    ).fetchall():
+        repeats.setdefault(row[:5], []).append(row[5:])
+    rows = con.execute(
+        "select strategy, density, model, k, metric, value, ci_low, ci_high, n_repeats, "
+        "top_share, kendall_tau, top_model_changed, full_ci_low, full_ci_high, full_value "
+        "from eval_exposure_study"
+    ).fetchall()
+    assert len(rows) == len(repeats)
+    quantile = t.ppf(0.975, REPEATS - 1)
+    changed: dict[tuple, set] = {}
+    for strategy, density, model, k, metric, value, low, high, n, top, tau, moved, *full in rows:
+        values = np.array([r[0] for r in repeats[strategy, density, model, k, metric]])
+        assert n == REPEATS == len(values)
+        assert value == pytest.approx(values.mean(), abs=1e-12)
+        assert top == pytest.approx(
+            np.mean([r[1] == 1 for r in repeats[strategy, density, model, k, metric]])
+        )
+        taus = [r[3] for r in repeats[strategy, density, model, k, metric]]
+        if None not in taus:
+            assert tau == pytest.approx(np.mean(taus), abs=1e-12)
+        full_low, full_high, full_value = full
+        assert full_low <= full_value <= full_high
+        if strategy == "fully_observed":
+            assert (low, high) == (full_low, full_high)
+            continue
+        half = quantile * values.std(ddof=1) / math.sqrt(REPEATS)
+        assert low == pytest.approx(value - half, abs=1e-9)
+        assert high == pytest.approx(value + half, abs=1e-9)
+        changed.setdefault((strategy, density, k, metric), set()).add(moved)
+    # top_model_changed: share of repeats where no fully observed best model is first
+    tops: dict[tuple, dict[int, bool]] = {}
+    for strategy, density, k, metric, repeat, model_rank, full_rank in con.execute(
+        "select strategy, density, k, metric, repeat, model_rank, full_model_rank "
+        "from eval_exposure_repeats"
+    ).fetchall():
+        kept = tops.setdefault((strategy, density, k, metric), {}).get(repeat, False)
+        tops[strategy, density, k, metric][repeat] = kept or (model_rank == full_rank == 1)
+    for key, moved in changed.items():
+        expected = np.mean([not kept for kept in tops[key].values()])
+        (share,) = moved  # one value per set, k and metric
+        assert abs(share - expected) < 1e-9, key
+
+
 def test_temporal_split_beside_fully_observed(con):
     rows = con.execute(
         "select t.model, t.value, t.n_users, t.full_value, m.value, t.kendall_tau "
@@ -288,6 +344,13 @@ def test_temporal_split_beside_fully_observed(con):
     assert {r[0] for r in rows} == {"popularity", "als"}
     for model, value, n_users, full, expected, tau in rows:
         assert 0 <= value <= 1 and n_users > 0
+        low, high, full_low, full_high, full_users = con.execute(
+            "select ci_low, ci_high, full_ci_low, full_ci_high, full_n_users "
+            "from eval_temporal_split where model = ? and k = 10 and metric = 'ndcg'",
+            [model],
+        ).fetchone()
+        assert low <= value <= high and full_low <= full <= full_high
+        assert full_users < n_users  # fully observed test users against the big matrix's
         assert full == pytest.approx(expected)
         assert tau in (-1.0, 1.0)
     info = dict(con.execute("select key, value from eval_exposure_info").fetchall())
@@ -388,6 +451,7 @@ def test_database_without_eval_tables_is_one_line(tmp_path):
         (("--densities", "1.5"), "--densities"),
         (("--strategies", "uniform,exposed"), "--strategies"),
         (("--k", "0"), "--k"),
+        (("--repeats", "0"), "--repeats"),
         (("--models", "nosuchmodel"), "--models"),
     ],
 )

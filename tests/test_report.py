@@ -29,6 +29,8 @@ def studied_db(built_db, tmp_path_factory) -> Path:
         "popularity,als",
         "--densities",
         "0.2,0.6",
+        "--repeats",
+        "3",
     )
     assert result.returncode == 0, result.stderr
     return db
@@ -46,12 +48,20 @@ def test_report_of_a_studied_database_has_every_section_and_plot(studied_db, tmp
     for _, title in SECTIONS:
         assert f"<h2>{title}</h2>" in page, title
     images = _images(page)
-    # leaderboard, popularity, coverage, exposure curves, temporal, segments
-    assert len(images) >= 6
+    # leaderboard, popularity, coverage, exposure curves, tau, temporal (two scales), segments
+    assert len(images) >= 8
     assert all(len(data) > 2000 for data in images)
     assert 'src="http' not in page and "<script" not in page  # nothing to fetch
     assert "The exposure study has not been run" not in page
     assert "Kendall" in page and "temporal split" in page
+    # p-values at the permutation floor, Holm beside them, the resamples said
+    assert "Holm p" in page and "&lt; 0.001" in page and "1,000 random sign vectors" in page
+    # models left out of the study are said in the section and in its figures' titles
+    assert "Not in the study:" in page and "not asked for (--models)" in page
+    # every table of values with intervals, and the users they are over
+    assert page.count('<span class="ci">') > 50
+    assert "3 times</b> each" in page  # --repeats 3 of the fixture
+    assert "small-matrix test users" in page and "big-matrix users" in page
 
 
 def test_report_without_study_says_how_to_run_it(built_db, tmp_path):
@@ -128,3 +138,34 @@ def test_report_renders_in_headless_chromium(studied_db, tmp_path):
     dark = sum(1 for p in pixels if p < 200) / len(pixels)
     assert 0.01 < dark < 0.6  # text, tables and plots; neither blank nor a solid block
     assert len(set(pixels)) > 50  # anti-aliased text and plots, not a flat page
+
+
+def _last_ink_row(image) -> int:
+    width, height = image.size
+    pixels = image.load()
+    for y in range(height - 1, -1, -1):
+        if any(pixels[x, y] < 235 for x in range(0, width, 3)):
+            return y
+    return -1
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium (apt-get install chromium)")
+def test_screenshot_takes_the_whole_page_by_default(studied_db, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "report.html"
+    assert run_cli("report", "--db", str(studied_db), "--out", str(out)).returncode == 0
+    png = tmp_path / "whole.png"
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "screenshot_report.sh"), str(out), str(png)],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    image = Image.open(png).convert("L")
+    width, height = image.size
+    assert width == 1280 and height > 6000  # eight figures and their tables
+    # the page ends inside the picture: its last line of text sits just above the bottom
+    # margin (64 px of padding), not cut off at the window's edge
+    last = _last_ink_row(image)
+    assert height - 200 < last < height - 20, (last, height)

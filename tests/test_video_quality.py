@@ -203,7 +203,7 @@ def test_a_clip_outside_zero_to_one_is_one_line(tmp_path, activity_data):
         "--models", "video_quality", "--set", "video_quality.clip=0",
     )  # fmt: skip
     assert result.returncode != 0
-    assert "video_quality.clip must be in (0, 1]" in result.stderr
+    assert "video_quality.clip: expected a number above 0 and at most 1" in result.stderr
     assert "Traceback" not in result.stderr
 
 

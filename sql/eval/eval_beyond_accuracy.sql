@@ -21,6 +21,10 @@
 --   catalogue_duration_ms = mean video_duration_ms of the catalogue's videos
 --   duration_ratio        = mean_duration_ms / catalogue_duration_ms (below 1: the lists
 --                           favour short videos)
+-- The per-list values are eval_user_lists. ci_low, ci_high = the 95% bootstrap interval over
+-- users (eval_intervals, the project's one bootstrap) of the four means over users, and of
+-- duration_ratio (the interval of mean_duration_ms over the fixed catalogue mean). coverage,
+-- gini and catalogue_duration_ms are not means over users: no interval (null).
 with
 
 recommendation_lists as (
@@ -39,20 +43,21 @@ videos as (
     select * from int_item_index
 ),
 
-users as (
-    select * from int_user_index
-),
-
 cutoffs as (
     select * from int_eval_cutoffs
 ),
 
-popularity as (
-    select * from feat_video_popularity
-),
-
 content as (
     select * from feat_video_content
+),
+
+user_lists as (
+    select * from eval_user_lists
+),
+
+intervals as (
+    select * from eval_intervals
+    where relation = 'eval_beyond_accuracy' and split = 'all'
 ),
 
 lists as (
@@ -95,23 +100,6 @@ catalogue_size as (
     group by catalogue.source
 ),
 
-training_users as (
-    select count(*) as n_users from users
-    where n_train_videos > 0
-),
-
-video_facts as (
-    select
-        popularity.video_id,
-        popularity.popularity_percentile,
-        -log2((popularity.n_users + 1) / (training_users.n_users + 2)) as self_information_bits,
-        content.first_level_category_id,
-        content.video_duration_ms
-    from popularity
-    cross join training_users
-    left join content on popularity.video_id = content.video_id
-),
-
 top_k as materialized (
     select
         lists.source,
@@ -121,21 +109,6 @@ top_k as materialized (
         lists.video_id
     from lists
     inner join cutoffs on lists.rank <= cutoffs.k
-),
-
-per_list as (
-    select
-        top_k.source,
-        top_k.model,
-        top_k.k,
-        top_k.user_id,
-        avg(video_facts.popularity_percentile) as popularity_percentile,
-        avg(video_facts.self_information_bits) as novelty_bits,
-        count(distinct video_facts.first_level_category_id) as n_categories,
-        avg(video_facts.video_duration_ms) as mean_duration_ms
-    from top_k
-    left join video_facts on top_k.video_id = video_facts.video_id
-    group by top_k.source, top_k.model, top_k.k, top_k.user_id
 ),
 
 list_means as (
@@ -148,7 +121,7 @@ list_means as (
         avg(n_categories) as n_categories,
         avg(mean_duration_ms) as mean_duration_ms,
         count(*) as n_users
-    from per_list
+    from user_lists
     group by source, model, k
 ),
 
@@ -216,7 +189,7 @@ wide as (
     inner join catalogue_size on list_means.source = catalogue_size.source
 ),
 
-final as (
+long_values as (
     select
         source,
         model,
@@ -237,6 +210,40 @@ final as (
             duration_ratio
         )
     )
+),
+
+final as (
+    select
+        long_values.source,
+        long_values.model,
+        long_values.k,
+        long_values.metric,
+        long_values.value,
+        case
+            when long_values.metric = 'duration_ratio'
+                then intervals.ci_low / catalogue_size.catalogue_duration_ms
+            else intervals.ci_low
+        end as ci_low,
+        case
+            when long_values.metric = 'duration_ratio'
+                then intervals.ci_high / catalogue_size.catalogue_duration_ms
+            else intervals.ci_high
+        end as ci_high,
+        long_values.n_users
+    from long_values
+    inner join catalogue_size on long_values.source = catalogue_size.source
+    left join intervals
+        on
+            long_values.source = intervals.segment
+            and long_values.model = intervals.model
+            and long_values.k = intervals.k
+            and (
+                long_values.metric = intervals.metric
+                or (
+                    long_values.metric = 'duration_ratio'
+                    and intervals.metric = 'mean_duration_ms'
+                )
+            )
 )
 
 select * from final

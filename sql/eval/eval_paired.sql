@@ -16,6 +16,15 @@
 --                      p_value = (1 + #{p : |T_p| >= |T| - 1e-9}) / (1 + 1,000)
 --                      (the +1 counts the observed signs; 1e-9 absorbs rounding, so a model
 --                      against itself has p_value 1); smallest possible p_value: 1 / 1,001
+--                      (n_permutations = 1,000: a p_value at 1 / (1 + n_permutations) means
+--                      "< 0.001", the floor of the test, not a measured 0.001)
+--   p_value_holm     = Holm's step-down adjustment over the family of one split, k and metric:
+--                      the m unordered pairs of different models {a, b} (both orders get the
+--                      same value; a model against itself gets 1). With the family's p-values
+--                      sorted p_(1) <= ... <= p_(m):
+--                      p_holm_(i) = min(1, max over j <= i of (m - j + 1) * p_(j))
+--                      rejecting where p_value_holm <= 0.05 keeps the family-wise error rate
+--                      at most 5%
 -- The resampled sums are linear in d_u, so they are taken once per model (eval_resampled_sums)
 -- and subtracted:
 -- sum of w * d_u = sum of w * a_u - sum of w * b_u. That needs a and b to have every user of
@@ -28,6 +37,7 @@ user_metrics as materialized (
 
 model_sums as materialized (
     select * from eval_resampled_sums
+    where relation = 'eval_metrics'
 ),
 
 -- Per pair and replicate: the resampled mean difference, the sign-flipped sum T_p and T.
@@ -60,9 +70,45 @@ resampled as (
         metric,
         quantile_cont(mean_diff, [0.025, 0.975]) as ci,
         (1 + count(*) filter (where abs(signed_diff_sum) >= abs(diff_sum) - 1e-9))
-        / (1 + count(*)) as p_value
+        / (1 + count(*)) as p_value,
+        count(*) as n_permutations
     from replicate_diffs
     group by model_a, model_b, split, k, metric
+),
+
+-- Holm over the unordered pairs a < b of each family, in order of p_value
+holm_steps as (
+    select
+        model_a,
+        model_b,
+        split,
+        k,
+        metric,
+        row_number() over ordered_family as step,
+        (count(*) over family - row_number() over ordered_family + 1) * p_value as step_value
+    from resampled
+    where model_a < model_b
+    window
+        family as (partition by split, k, metric),
+        ordered_family as (partition by split, k, metric order by p_value, model_a, model_b)
+),
+
+holm as (
+    select
+        model_a,
+        model_b,
+        split,
+        k,
+        metric,
+        least(
+            1.0,
+            max(step_value) over (
+                partition by split, k, metric
+                order by step
+                rows between unbounded preceding and current row
+            )
+        ) as p_value_holm
+    from holm_steps
 ),
 
 -- Per pair: the observed differences, user by user.
@@ -113,6 +159,11 @@ final as (
         observed.win_rate,
         observed.tie_rate,
         resampled.p_value,
+        case
+            when observed.model_a = observed.model_b then 1.0
+            else coalesce(holm.p_value_holm, holm_reversed.p_value_holm)
+        end as p_value_holm,
+        resampled.n_permutations,
         observed.n_users
     from observed
     left join resampled
@@ -122,6 +173,20 @@ final as (
             and observed.split = resampled.split
             and observed.k = resampled.k
             and observed.metric = resampled.metric
+    left join holm
+        on
+            observed.model_a = holm.model_a
+            and observed.model_b = holm.model_b
+            and observed.split = holm.split
+            and observed.k = holm.k
+            and observed.metric = holm.metric
+    left join holm as holm_reversed
+        on
+            observed.model_a = holm_reversed.model_b
+            and observed.model_b = holm_reversed.model_a
+            and observed.split = holm_reversed.split
+            and observed.k = holm_reversed.k
+            and observed.metric = holm_reversed.metric
 )
 
 select * from final

@@ -1,92 +1,121 @@
--- eval_resampled_sums: one row per model, split (tune, test or all), k, metric and replicate:
--- the sums behind eval_metrics_ci and eval_paired, over the split's users u of the values v_u of
--- eval_user_metrics and the replicate's weight w_ru and sign s_ru (int_resampling_weights):
+-- eval_resampled_sums: one row per series of eval_user_values (relation, model, split,
+-- segment_kind, segment, k, metric) and replicate: the sums behind every bootstrap interval
+-- (eval_intervals) and the paired test (eval_paired), over the series' users u of their
+-- values v_u and the replicate's weight w_ru and sign s_ru (int_resampling_weights):
 --   weighted_sum = sum of w_ru * v_u     weight_sum = sum of w_ru
---   signed_sum   = sum of s_ru * v_u     value_sum  = sum of v_u
--- Taken as a matrix product: per series the values, per replicate the weights and signs, as
--- vectors over the split's users in user_id order, multiplied with list_dot_product (no row
--- per user and replicate). A series is joined only when it has every user of its split (equal
--- counts), so the vectors line up; 'all' adds the two splits.
+--   signed_sum   = sum of s_ru * v_u     value_sum  = sum of v_u      n_users = users
+-- This is the project's one definition of the bootstrap; a command that resamples other
+-- per-user values (exposure-study's temporal split) runs this file over a temp table of the
+-- same name and shape as eval_user_values.
+-- Taken as a matrix product: a cell is (relation, split, segment_kind, segment), the users any
+-- of its series has; per series the values, per cell and replicate the weights and signs, as
+-- vectors over the cell's users in user_id order, multiplied with list_dot_product (no row per
+-- user and replicate). A series is joined only when it has every user of its cell (equal
+-- counts), so the vectors line up. Splits tune and test are strata: their sums add up to a
+-- split 'all' row (eval_intervals checks that its n_users is the series' whole count).
 with
 
-user_metrics as (
-    select * from eval_user_metrics
-),
-
-user_relevance as (
-    select * from eval_user_relevance
+-- not materialized: a view that wants one relation's series (eval_metrics_ci, eval_paired)
+-- then reads only those
+user_values as not materialized (
+    select * from eval_user_values
 ),
 
 resamples as (
     select * from int_resampling_weights
 ),
 
--- The users eval_user_metrics scores: those with a relevant video.
-split_users as (
-    select
+cell_users as (
+    select distinct
+        relation,
         split,
+        segment_kind,
+        segment,
         user_id
-    from user_relevance
-    where n_relevant > 0
+    from user_values
 ),
 
 resample_vectors as (
     select
-        split_users.split,
+        cell_users.relation,
+        cell_users.split,
+        cell_users.segment_kind,
+        cell_users.segment,
         resamples.replicate,
         list(resamples.weight::double order by resamples.user_id) as weights,
         list(resamples.sign::double order by resamples.user_id) as signs,
         sum(resamples.weight) as weight_sum,
         count(*) as n_users
-    from split_users
-    inner join resamples on split_users.user_id = resamples.user_id
-    group by split_users.split, resamples.replicate
+    from cell_users
+    inner join resamples on cell_users.user_id = resamples.user_id
+    group by all
 ),
 
 value_vectors as (
     select
+        relation,
         model,
         split,
+        segment_kind,
+        segment,
         k,
         metric,
-        list(value order by user_id) as metric_values,
+        list(value::double order by user_id) as metric_values,
         sum(value) as value_sum,
         count(*) as n_users
-    from user_metrics
-    group by model, split, k, metric
+    from user_values
+    group by all
 ),
 
 split_sums as (
     select
+        value_vectors.relation,
         value_vectors.model,
         value_vectors.split,
+        value_vectors.segment_kind,
+        value_vectors.segment,
         value_vectors.k,
         value_vectors.metric,
         resample_vectors.replicate,
         list_dot_product(value_vectors.metric_values, resample_vectors.weights) as weighted_sum,
         resample_vectors.weight_sum,
         list_dot_product(value_vectors.metric_values, resample_vectors.signs) as signed_sum,
-        value_vectors.value_sum
+        value_vectors.value_sum,
+        value_vectors.n_users
     from value_vectors
     inner join resample_vectors
         on
-            value_vectors.split = resample_vectors.split
+            value_vectors.relation = resample_vectors.relation
+            and value_vectors.split = resample_vectors.split
+            and value_vectors.segment_kind = resample_vectors.segment_kind
+            and value_vectors.segment = resample_vectors.segment
             and value_vectors.n_users = resample_vectors.n_users
 ),
 
-final as (
+strata_sums as (
     select
+        relation,
         model,
-        coalesce(split, 'all') as split,
+        'all' as split,
+        segment_kind,
+        segment,
         k,
         metric,
         replicate,
         sum(weighted_sum) as weighted_sum,
         sum(weight_sum) as weight_sum,
         sum(signed_sum) as signed_sum,
-        sum(value_sum) as value_sum
+        sum(value_sum) as value_sum,
+        sum(n_users) as n_users
     from split_sums
-    group by grouping sets ((model, split, k, metric, replicate), (model, k, metric, replicate))
+    where split in ('tune', 'test')
+    group by all
+),
+
+final as (
+    select * from split_sums
+    union all
+    select * from strata_sums
 )
 
 select * from final

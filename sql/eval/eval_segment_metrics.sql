@@ -1,91 +1,53 @@
 -- eval_segment_metrics: one row per model, split (tune, test or all), segment kind, segment,
--- k and metric: eval_metrics within groups of users. value = mean of eval_user_metrics.value
--- over the segment's users in the split; n_users = how many (over the segments of one kind
--- they add up to eval_metrics.n_users). Segment kinds:
---   user_active_degree : the user's profile field (user_features.csv), 'unknown' when missing
---   activity_quartile  : quartile of training views (feat_user_activity.n_views, 0 for a user
---                        without any) among all small-matrix users, 4 equal-count groups in
---                        order of n_views (ties broken by user_id); segment 'q1: A-B views'
---                        is the least active quarter, viewing A to B videos in training
+-- k and metric: eval_metrics within groups of users (eval_user_segments), with the bootstrap
+-- interval of eval_intervals (the project's one bootstrap; formulas there).
+--   value           = mean of eval_user_metrics.value over the segment's users in the split
+--   ci_low, ci_high = its 95% bootstrap percentile interval over those users
+--   n_users         = how many (over the segments of one kind they add up to
+--                     eval_metrics.n_users)
+--   segment_order   = where the segment sorts (1 = the least active; eval_user_segments)
+--   is_small        = n_users below 20 (a constant of this file): too
+--                     few users for the mean to say much; shown apart, not as an equal
+-- Segment kinds (eval_user_segments): user_active_degree, the profile field ('unknown' when
+-- missing), and activity_quartile, quarters of the small-matrix users by training views.
 with
 
-user_metrics as (
-    select * from eval_user_metrics
+intervals as (
+    select * from eval_intervals
 ),
 
-user_relevance as (
-    select * from eval_user_relevance
+user_segments as (
+    select * from eval_user_segments
 ),
 
-activity as (
-    select * from feat_user_activity
-),
-
-small_users as (
-    select
-        user_relevance.user_id,
-        coalesce(activity.n_views, 0) as n_views,
-        coalesce(activity.user_active_degree, 'unknown') as user_active_degree,
-        ntile(4) over (
-            order by coalesce(activity.n_views, 0), user_relevance.user_id
-        ) as activity_quartile
-    from user_relevance
-    left join activity on user_relevance.user_id = activity.user_id
-),
-
-quartile_labels as (
-    select
-        activity_quartile,
-        'q' || activity_quartile::varchar || ': ' || min(n_views)::varchar || '-'
-        || max(n_views)::varchar || ' views' as segment
-    from small_users
-    group by activity_quartile
-),
-
-segments as (
-    select
-        user_id,
-        'user_active_degree' as segment_kind,
-        user_active_degree as segment
-    from small_users
-    union all
-    select
-        small_users.user_id,
-        'activity_quartile' as segment_kind,
-        quartile_labels.segment
-    from small_users
-    inner join quartile_labels on small_users.activity_quartile = quartile_labels.activity_quartile
+segment_orders as (
+    select distinct
+        segment_kind,
+        segment,
+        segment_order
+    from user_segments
 ),
 
 final as (
     select
-        user_metrics.model,
-        coalesce(user_metrics.split, 'all') as split,
-        segments.segment_kind,
-        segments.segment,
-        user_metrics.k,
-        user_metrics.metric,
-        avg(user_metrics.value) as value,
-        count(*) as n_users
-    from user_metrics
-    inner join segments on user_metrics.user_id = segments.user_id
-    group by grouping sets (
-        (
-            user_metrics.model,
-            user_metrics.split,
-            segments.segment_kind,
-            segments.segment,
-            user_metrics.k,
-            user_metrics.metric
-        ),
-        (
-            user_metrics.model,
-            segments.segment_kind,
-            segments.segment,
-            user_metrics.k,
-            user_metrics.metric
-        )
-    )
+        intervals.model,
+        intervals.split,
+        intervals.segment_kind,
+        intervals.segment,
+        intervals.k,
+        intervals.metric,
+        intervals.value,
+        intervals.ci_low,
+        intervals.ci_high,
+        intervals.n_users,
+        segment_orders.segment_order,
+        intervals.n_users < 20 as is_small
+    from intervals
+    inner join segment_orders
+        on
+            intervals.segment_kind = segment_orders.segment_kind
+            and intervals.segment = segment_orders.segment
+    where intervals.relation = 'eval_segment_metrics'
 )
 
 select * from final

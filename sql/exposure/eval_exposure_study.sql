@@ -1,131 +1,145 @@
 -- eval_exposure_study: one row per sample set (strategy, density), model, k and metric: the
--- model's accuracy measured on a sparse test set, beside its accuracy on the fully observed
--- matrix and how well the sparse set ranks the models.
---   value           = mean of exposure_user_metrics.value over the set's users with a
---                     relevant sampled video; n_users = how many
---   full_value      = the same on the fully observed matrix (strategy 'fully_observed')
---   model_rank      = rank of the model by value in its set, 1 = best (rank(): ties share)
---   full_model_rank = rank of the model by full_value
---   kendall_tau     = Kendall's tau-b between the models' order by value and by full_value,
---                     over all pairs of models (a, b) of the set:
---                       s = sign(value_a - value_b), f = sign(full_value_a - full_value_b)
---                       (a difference within 1e-9 is a tie, sign 0)
---                       tau_b = sum of s * f / sqrt(sum of |s| * sum of |f|)
---                     1: the sparse set orders the models as the full matrix does; -1:
---                     reversed; null when one side ties every pair (or with one model)
--- Sums and means run over decimal(18, 12): parallel aggregation then gives the same bits
--- every run (the same seed gives an identical table).
+-- study over its R repeats (eval_exposure_repeats: one sampling seed each), beside the fully
+-- observed values. Over the repeats r = 1 .. R of a row, x_r = the repeat's value:
+--   value            = mean of x_r; value_sd = their sample standard deviation
+--   ci_low, ci_high  = 95% t-interval of that mean: value -+ t * value_sd / sqrt(R), with
+--                      t = the 97.5th percentile of Student's t with R - 1 degrees of freedom
+--                      (variable exposure_t_quantile); null when R = 1. The reference set
+--                      'fully_observed' is not sampled: its interval is full_ci_low/high
+--   n_users          = mean over repeats of the users with a relevant sampled video
+--   model_rank       = rank of the model by value (1 = best; rank(): ties share)
+--   top_share        = share of repeats in which the model ranks first (model_rank 1 there)
+--   full_value       = the model's value on the fully observed matrix, with its 95% bootstrap
+--   full_ci_low/high   interval over users (exposure_full_intervals, from sql/eval's
+--                      eval_intervals: the project's one bootstrap)
+--   full_model_rank  = rank of the model by full_value
+--   kendall_tau      = mean over repeats of the repeat's Kendall's tau-b between the models'
+--                      order on the sparse set and on the full matrix; tau_ci_low/high its
+--                      t-interval as above, clipped to [-1, 1]
+--   top_model_changed = share of repeats in which the fully observed best model
+--                      (full_model_rank 1) is not first on the sparse set: how often sparse
+--                      exposure changes which model looks best
+--   n_repeats        = R
 with
 
-user_metrics as (
-    select * from exposure_user_metrics
+repeats as (
+    select * from eval_exposure_repeats
 ),
 
-set_means as (
+full_intervals as (
+    select * from exposure_full_intervals
+),
+
+per_repeat_sets as (
     select
         strategy,
         density,
-        model,
+        repeat,
         k,
         metric,
-        avg(value::decimal(18, 12))::double as value,
-        count(*) as n_users
-    from user_metrics
+        any_value(kendall_tau) as kendall_tau,
+        coalesce(bool_or(full_model_rank = 1 and model_rank = 1), false) = false
+            as is_top_changed
+    from repeats
     group by all
 ),
 
-reference as (
-    select
-        model,
-        k,
-        metric,
-        value as full_value
-    from set_means
-    where strategy = 'fully_observed'
-),
-
-compared as (
-    select
-        set_means.strategy,
-        set_means.density,
-        set_means.model,
-        set_means.k,
-        set_means.metric,
-        set_means.value,
-        set_means.n_users,
-        reference.full_value
-    from set_means
-    inner join reference
-        on
-            set_means.model = reference.model
-            and set_means.k = reference.k
-            and set_means.metric = reference.metric
-),
-
-pair_signs as (
-    select
-        model_a.strategy,
-        model_a.density,
-        model_a.k,
-        model_a.metric,
-        case
-            when model_a.value - model_b.value > 1e-9 then 1
-            when model_a.value - model_b.value < -1e-9 then -1
-            else 0
-        end as sparse_sign,
-        case
-            when model_a.full_value - model_b.full_value > 1e-9 then 1
-            when model_a.full_value - model_b.full_value < -1e-9 then -1
-            else 0
-        end as full_sign
-    from compared as model_a
-    inner join compared as model_b
-        on
-            model_a.strategy = model_b.strategy
-            and model_a.density = model_b.density
-            and model_a.k = model_b.k
-            and model_a.metric = model_b.metric
-            and model_a.model < model_b.model
-),
-
-taus as (
+set_summaries as (
     select
         strategy,
         density,
         k,
         metric,
-        sum(sparse_sign * full_sign)
-        / nullif(sqrt(sum(abs(sparse_sign)) * sum(abs(full_sign))), 0) as kendall_tau
-    from pair_signs
+        avg(kendall_tau) as kendall_tau,
+        stddev_samp(kendall_tau) as tau_sd,
+        count(kendall_tau) as n_taus,
+        avg(is_top_changed::integer) as top_model_changed
+    from per_repeat_sets
+    group by all
+),
+
+model_summaries as (
+    select
+        strategy,
+        density,
+        model,
+        k,
+        metric,
+        avg(value) as value,
+        stddev_samp(value) as value_sd,
+        count(*) as n_repeats,
+        avg(n_users) as n_users,
+        avg((model_rank = 1)::integer) as top_share,
+        any_value(full_value) as full_value,
+        any_value(full_model_rank) as full_model_rank
+    from repeats
     group by all
 ),
 
 final as (
     select
-        compared.strategy,
-        compared.density,
-        compared.model,
-        compared.k,
-        compared.metric,
-        compared.value,
-        compared.n_users,
+        model_summaries.strategy,
+        model_summaries.density,
+        model_summaries.model,
+        model_summaries.k,
+        model_summaries.metric,
+        model_summaries.value,
+        case
+            when model_summaries.strategy = 'fully_observed' then full_intervals.ci_low
+            else
+                model_summaries.value
+                - getvariable('exposure_t_quantile') * model_summaries.value_sd
+                / sqrt(model_summaries.n_repeats)
+        end as ci_low,
+        case
+            when model_summaries.strategy = 'fully_observed' then full_intervals.ci_high
+            else
+                model_summaries.value
+                + getvariable('exposure_t_quantile') * model_summaries.value_sd
+                / sqrt(model_summaries.n_repeats)
+        end as ci_high,
+        model_summaries.value_sd,
+        model_summaries.n_users,
         rank() over (
-            partition by compared.strategy, compared.density, compared.k, compared.metric
-            order by compared.value desc
+            partition by
+                model_summaries.strategy,
+                model_summaries.density,
+                model_summaries.k,
+                model_summaries.metric
+            order by model_summaries.value desc
         ) as model_rank,
-        compared.full_value,
-        rank() over (
-            partition by compared.strategy, compared.density, compared.k, compared.metric
-            order by compared.full_value desc
-        ) as full_model_rank,
-        taus.kendall_tau
-    from compared
-    left join taus
+        model_summaries.top_share,
+        model_summaries.full_value,
+        full_intervals.ci_low as full_ci_low,
+        full_intervals.ci_high as full_ci_high,
+        model_summaries.full_model_rank,
+        set_summaries.kendall_tau,
+        greatest(
+            -1.0,
+            set_summaries.kendall_tau
+            - getvariable('exposure_t_quantile') * set_summaries.tau_sd
+            / sqrt(set_summaries.n_taus)
+        ) as tau_ci_low,
+        least(
+            1.0,
+            set_summaries.kendall_tau
+            + getvariable('exposure_t_quantile') * set_summaries.tau_sd
+            / sqrt(set_summaries.n_taus)
+        ) as tau_ci_high,
+        set_summaries.top_model_changed,
+        model_summaries.n_repeats
+    from model_summaries
+    left join set_summaries
         on
-            compared.strategy = taus.strategy
-            and compared.density = taus.density
-            and compared.k = taus.k
-            and compared.metric = taus.metric
+            model_summaries.strategy = set_summaries.strategy
+            and model_summaries.density = set_summaries.density
+            and model_summaries.k = set_summaries.k
+            and model_summaries.metric = set_summaries.metric
+    left join full_intervals
+        on
+            model_summaries.model = full_intervals.model
+            and model_summaries.k = full_intervals.k
+            and model_summaries.metric = full_intervals.metric
 )
 
 select * from final

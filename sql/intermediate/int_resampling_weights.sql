@@ -1,6 +1,8 @@
--- int_resampling_weights: one row per resample (replicate 1 .. 1,000) and small-matrix user:
--- the user's bootstrap weight and sign-flip sign in that resample. Seeded, so every build of
--- the same data gives the same rows.
+-- int_resampling_weights: one row per resample (replicate 1 .. 1,000) and user (every
+-- big-matrix user of int_user_index and every small-matrix user): the user's bootstrap weight
+-- and sign-flip sign in that resample. Seeded, so every build of the same data gives the same
+-- rows; a user's draws depend on its id only, so every per-user aggregate (small-matrix
+-- metrics, big-matrix lists, the temporal split) resamples a user with the same weights.
 --   digest = md5('<seed>:<replicate>:<user_id>')  (md5, not hash(): stable across versions)
 --   u      = (first 13 hex digits of digest as an integer + 0.5) / 16^13, uniform in (0, 1)
 --   weight = the smallest n with F(n) >= u, F(n) = e^-1 * sum over i = 0 .. n of 1 / i!:
@@ -15,6 +17,10 @@ ground_truth as (
     select * from int_ground_truth
 ),
 
+user_index as (
+    select * from int_user_index
+),
+
 settings as (
     select
         coalesce(getvariable('bootstrap_seed'), 42)::bigint as seed,
@@ -22,7 +28,9 @@ settings as (
 ),
 
 users as (
-    select distinct user_id from ground_truth
+    select user_id from ground_truth
+    union
+    select user_id from user_index
 ),
 
 replicates as (

@@ -1,0 +1,101 @@
+-- eval_user_lists: one row per source, model, k and user: what the user's top k list L looks
+-- like (fewer than k videos when the list is shorter). Source 'recommendations': every
+-- big-matrix user's list over the whole catalogue; 'eval_rankings': every small-matrix user's
+-- ranked candidates. Means over these rows are eval_beyond_accuracy's per-user measures:
+--   popularity_percentile = mean over L of feat_video_popularity.popularity_percentile
+--                           (1 = most viewed)
+--   novelty_bits          = mean over L of -log2(p_i), p_i = (training users who viewed i + 1)
+--                           / (training users + 2) (add-one smoothing: finite for a video
+--                           nobody viewed)
+--   n_categories          = distinct first-level categories in L (a video without one adds
+--                           none)
+--   mean_duration_ms      = mean video_duration_ms over L (feat_video_content; videos without
+--                           a duration are skipped)
+with
+
+recommendation_lists as (
+    select * from recommendations
+),
+
+ranking_lists as (
+    select * from eval_rankings
+),
+
+users as (
+    select * from int_user_index
+),
+
+cutoffs as (
+    select * from int_eval_cutoffs
+),
+
+popularity as (
+    select * from feat_video_popularity
+),
+
+content as (
+    select * from feat_video_content
+),
+
+lists as (
+    select
+        'recommendations' as source,
+        model,
+        user_id,
+        rank,
+        video_id
+    from recommendation_lists
+    union all
+    select
+        'eval_rankings' as source,
+        model,
+        user_id,
+        rank,
+        video_id
+    from ranking_lists
+),
+
+training_users as (
+    select count(*) as n_users from users
+    where n_train_videos > 0
+),
+
+video_facts as (
+    select
+        popularity.video_id,
+        popularity.popularity_percentile,
+        -log2((popularity.n_users + 1) / (training_users.n_users + 2)) as self_information_bits,
+        content.first_level_category_id,
+        content.video_duration_ms
+    from popularity
+    cross join training_users
+    left join content on popularity.video_id = content.video_id
+),
+
+top_k as (
+    select
+        lists.source,
+        lists.model,
+        cutoffs.k,
+        lists.user_id,
+        lists.video_id
+    from lists
+    inner join cutoffs on lists.rank <= cutoffs.k
+),
+
+final as (
+    select
+        top_k.source,
+        top_k.model,
+        top_k.k,
+        top_k.user_id,
+        avg(video_facts.popularity_percentile) as popularity_percentile,
+        avg(video_facts.self_information_bits) as novelty_bits,
+        count(distinct video_facts.first_level_category_id)::double as n_categories,
+        avg(video_facts.video_duration_ms) as mean_duration_ms
+    from top_k
+    left join video_facts on top_k.video_id = video_facts.video_id
+    group by top_k.source, top_k.model, top_k.k, top_k.user_id
+)
+
+select * from final
