@@ -47,7 +47,9 @@ def rows(
 
     def input_files(name: str) -> set[str]:
         if name not in files_of:
-            found = set()
+            # the contract tables feed models that write them again (hybrid, two_stage):
+            # a relation seen again while its own files are being gathered adds nothing
+            files_of[name] = found = set()
             if name.startswith("stg_") and name[4:] in SOURCES:
                 found.add(SOURCES[name[4:]][0])
             if name in by_name:
@@ -57,7 +59,6 @@ def rows(
                 for model in models:
                     for dep in model_dependencies(model, set(by_name)):
                         found |= input_files(dep)
-            files_of[name] = found
         return files_of[name]
 
     out = []
