@@ -336,7 +336,11 @@ def _file_facts(src: sources.DataSource) -> dict[str, str]:
 def _select_models(params: BuildParams) -> list[hooks.Model]:
     """The models to run, those built on other models' outputs last."""
     available = hooks.discover()
-    names = params.models if params.models is not None else list(available)
+    names = (
+        params.models
+        if params.models is not None
+        else [name for name, model in available.items() if model.runs_by_default]
+    )
     unknown = [n for n in names if n not in available]
     if unknown:
         raise UserError(f"unknown model(s) {', '.join(unknown)}; available: {', '.join(available)}")

@@ -89,6 +89,22 @@ class Model:
         return "\n".join([text, *(Path(f).read_text(encoding="utf-8") for f in extra)])
 
     @property
+    def runs_by_default(self) -> bool:
+        """Whether a build without --models runs it. A model that does not beat random on the
+        calibrated demo is opt-in: a SQL model says ``-- runs_by_default: false`` on a line of
+        its own, a Python model ``RUNS_BY_DEFAULT = False``; ``--models NAME`` still runs it."""
+        if self.is_sql:
+            found = re.search(
+                r"^-- runs_by_default: (\S+)[ \t]*$", self.path.read_text(encoding="utf-8"), re.M
+            )
+            if not found:
+                return True
+            if found.group(1) not in ("true", "false"):
+                raise UserError(f"{self.path}: runs_by_default must be true or false")
+            return found.group(1) == "true"
+        return bool(getattr(load_module(self), "RUNS_BY_DEFAULT", True))
+
+    @property
     def memory_limit(self) -> str | None:
         """The DuckDB memory the model needs beyond the build's default, if it says so: a SQL
         model by a line ``-- memory_limit: 3GB``, a Python model by ``MEMORY_LIMIT = "3GB"``."""

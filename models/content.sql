@@ -17,6 +17,9 @@
 -- bits every build.
 -- At full scale this needs more DuckDB memory than the build's default 1 GB:
 -- memory_limit: 3GB
+-- Opt-in (--models content): on the calibrated demo it ranks below random, since watch time
+-- carries no taste by category there (README, "The synthetic demo").
+-- runs_by_default: false
 with
 
 train_events as (

@@ -38,10 +38,16 @@ def demo_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def built_db(tmp_path_factory, demo_dir) -> Path:
-    """A database built by the CLI from the demo files (every model, default settings)."""
+    """A database built by the CLI from the demo files (every model, the opt-in ones too,
+    default settings)."""
+    from kuairec_db import hooks
+
     folder = tmp_path_factory.mktemp("built")
     db = folder / "kuairec.duckdb"
-    result = run_cli("build", "--data", str(demo_dir), "--db", str(db), cwd=folder)
+    every_model = ",".join(hooks.discover())
+    result = run_cli(
+        "build", "--data", str(demo_dir), "--db", str(db), "--models", every_model, cwd=folder
+    )
     assert result.returncode == 0, result.stderr
     return db
 

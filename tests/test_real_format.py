@@ -69,6 +69,9 @@ def test_every_model_ranks_every_user(tiny_db):
         "select model, count(distinct user_id) from recommendations group by model"
     ).fetchall()
     assert per_model and all(n == 4 for _, n in per_model)
+    # a build without --models leaves out the opt-in models (they lose to random on the demo)
+    assert {"popularity", "als", "video_quality"} <= {m for m, _ in per_model}
+    assert not {"bpr", "content"} & {m for m, _ in per_model}
     eval_users = con.execute(
         "select model, count(distinct user_id) from eval_rankings group by model"
     ).fetchall()

@@ -124,3 +124,18 @@ def test_the_project_stages_big_csvs_ephemerally_and_stores_the_rest(db_con):
             assert relations.get(name) == "BASE TABLE", name
         elif kind in ("view", "early_view"):
             assert relations.get(name) == "VIEW", name
+
+
+def test_models_that_do_not_beat_random_on_the_demo_are_opt_in(tmp_path):
+    """bpr and content are left out of a build without --models (each file says so), run
+    when named, and a near miss in the SQL marker is refused."""
+    from kuairec_db import hooks
+    from kuairec_db.errors import UserError
+
+    models = hooks.discover()
+    assert not models["bpr"].runs_by_default and not models["content"].runs_by_default
+    assert all(m.runs_by_default for n, m in models.items() if n not in ("bpr", "content"))
+    odd = tmp_path / "odd.sql"
+    odd.write_text("-- runs_by_default: no\nselect 1 as video_id, 1.0 as score\n")
+    with pytest.raises(UserError, match="runs_by_default must be true or false"):
+        hooks.Model("odd", odd).runs_by_default
