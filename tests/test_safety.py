@@ -373,7 +373,10 @@ BAD_SETTINGS = {
     "hybrid_l2_text": (["--set", "hybrid.l2=abc"], "hybrid.l2"),
     "ease_dtype": (["--set", "ease.dtype=float16"], "ease.dtype"),
     "itemknn_b_above_one": (["--set", "itemknn.B=2"], "itemknn.B"),
-    "bpr_fit_threads_huge": (["--set", "bpr.fit_threads=100000"], "bpr.fit_threads"),
+    "bpr_fit_threads_huge": (
+        ["--models", "bpr", "--set", "bpr.fit_threads=100000"],  # bpr is opt-in
+        "bpr.fit_threads",
+    ),
     "confidence_alpha_nan": (["--confidence-alpha", "nan"], "--confidence-alpha"),
     "confidence_alpha_minus_inf": (["--confidence-alpha=-inf"], "--confidence-alpha"),
     "label_threshold_nan": (["--label-threshold", "nan"], "--label-threshold"),

@@ -50,8 +50,9 @@ set_summaries as (
         density,
         k,
         metric,
-        avg(kendall_tau) as kendall_tau,
-        stddev_samp(kendall_tau) as tau_sd,
+        -- over the sorted values: the same bits whatever order the threads add them in
+        list_avg(list_sort(list(kendall_tau))) as kendall_tau,
+        list_stddev_samp(list_sort(list(kendall_tau))) as tau_sd,
         count(kendall_tau) as n_taus,
         avg(is_top_changed::integer) as top_model_changed
     from per_repeat_sets
@@ -65,8 +66,8 @@ model_summaries as (
         model,
         k,
         metric,
-        avg(value) as value,
-        stddev_samp(value) as value_sd,
+        list_avg(list_sort(list(value))) as value,
+        list_stddev_samp(list_sort(list(value))) as value_sd,
         count(*) as n_repeats,
         avg(n_users) as n_users,
         avg((model_rank = 1)::integer) as top_share,
