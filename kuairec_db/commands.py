@@ -361,12 +361,14 @@ def register_bench(sub) -> None:
         formatter_class=RAW,
         description="Generates the demo dataset at each scale (users shrink, the catalogue stays "
         "whole, so rows are the scale's share of KuaiRec's; 1.0 = the real KuaiRec shape), "
-        "measures a bare DuckDB scan plus a bare ALS fit (the floor), then the build with "
-        "popularity and ALS (wall time, peak RSS, per stage), a no-op rebuild and one user's "
-        "lookup. Writes bench.json and bench.md.",
-        epilog="examples:\n  python -m kuairec_db bench --scale 0.1\n"
-        "  python -m kuairec_db bench   (scales 0.25, 0.5 and 1.0: about 3 minutes once the\n"
-        "  data exists, 5 the first time)",
+        "measures a bare DuckDB scan plus a bare ALS fit (the floor), the aggregation floor "
+        "(tables, one group-by, the ALS fit) and the seed's pipeline in pandas "
+        "(benchmarks/pandas_pipeline.py, in a checkout), then the build with popularity and "
+        "ALS (wall time, peak RSS, per stage), a no-op rebuild and one user's lookup. Writes "
+        "bench.json and bench.md.",
+        epilog="examples:\n  python -m kuairec_db bench --scale 1.0   (about 4 minutes once the "
+        "data exists, 5 the first time)\n"
+        "  python -m kuairec_db bench   (scales 0.25, 0.5 and 1.0: about twice that)",
     )
     p.add_argument(
         "--scale",
