@@ -83,7 +83,7 @@ def register_build(sub) -> None:
         "--models",
         type=_name_list,
         metavar="A,B",
-        help="models to run (default: every file in models/)",
+        help="models to run (default: every file in models/ but the opt-in bpr and content)",
     )
     p.add_argument(
         "--set",
