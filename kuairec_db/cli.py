@@ -11,6 +11,7 @@ import duckdb
 
 from kuairec_db import __version__
 from kuairec_db.errors import UserError
+from kuairec_db.stages import LayoutError
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except LayoutError as exc:  # a contributor's mistake in sql/ or models/
+        print(f"error: project layout: {exc}", file=sys.stderr)
+        return 3
     except Exception as exc:  # a bug of ours: one line unless --debug
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if first.startswith("Query interrupted"):  # DuckDB's Ctrl-C, re-raised by a library

@@ -38,7 +38,13 @@ import scipy.sparse as sp
 
 from kuairec_db import resources
 from kuairec_db.errors import UserError
-from kuairec_db.stages import CONTRACT_TABLES, ranking_sql, select_body, strip_comments
+from kuairec_db.stages import (
+    CONTRACT_TABLES,
+    check_directives,
+    ranking_sql,
+    select_body,
+    strip_comments,
+)
 from kuairec_db.validate import Setting
 
 log = logging.getLogger(__name__)
@@ -94,9 +100,9 @@ class Model:
         calibrated demo is opt-in: a SQL model says ``-- runs_by_default: false`` on a line of
         its own, a Python model ``RUNS_BY_DEFAULT = False``; ``--models NAME`` still runs it."""
         if self.is_sql:
-            found = re.search(
-                r"^-- runs_by_default: (\S+)[ \t]*$", self.path.read_text(encoding="utf-8"), re.M
-            )
+            text = self.path.read_text(encoding="utf-8")
+            check_directives(self.path, text)
+            found = re.search(r"^-- runs_by_default: (\S+)[ \t]*$", text, re.M)
             if not found:
                 return True
             if found.group(1) not in ("true", "false"):
@@ -109,9 +115,9 @@ class Model:
         """The DuckDB memory the model needs beyond the build's default, if it says so: a SQL
         model by a line ``-- memory_limit: 3GB``, a Python model by ``MEMORY_LIMIT = "3GB"``."""
         if self.is_sql:
-            found = re.search(
-                r"^-- memory_limit: (\S+)[ \t]*$", self.path.read_text(encoding="utf-8"), re.M
-            )
+            text = self.path.read_text(encoding="utf-8")
+            check_directives(self.path, text)
+            found = re.search(r"^-- memory_limit: (\S+)[ \t]*$", text, re.M)
             value = found.group(1) if found else None
         else:
             value = getattr(load_module(self), "MEMORY_LIMIT", None)

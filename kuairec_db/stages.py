@@ -73,17 +73,48 @@ def discover(sql_dir: Path = SQL_DIR) -> list[Stage]:
     names = [s.name for s in stages]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
-        raise ValueError(f"two SQL files define {', '.join(sorted(duplicates))}")
+        raise LayoutError(f"two SQL files define {', '.join(sorted(duplicates))}")
     return stages
 
 
+# The directives a SQL file may hold, each on a line of its own in exactly this form:
+# "-- NAME: VALUE". A line that is almost one (another spacing or case, "materialised", no
+# space after "--") is refused rather than silently ignored.
+DIRECTIVES = ("materialized", "memory_limit", "runs_by_default")
+_NEAR_DIRECTIVE = re.compile(r"^[ \t]*--[ \t]*([A-Za-z_ -]+?)[ \t]*:[ \t]*(.*?)[ \t]*$", re.M)
+
+
+class LayoutError(ValueError):
+    """A mistake in the project's own files (a contributor's, not a user's input)."""
+
+
+def _directive_key(word: str) -> str:
+    return re.sub(r"[ _-]", "", word.lower()).replace("materialis", "materializ")
+
+
+def check_directives(path: Path, text: str) -> None:
+    """Refuse a comment line that is a near miss of a directive (see DIRECTIVES)."""
+    keys = {_directive_key(name): name for name in DIRECTIVES}
+    for found in _NEAR_DIRECTIVE.finditer(text):
+        name = keys.get(_directive_key(found.group(1)))
+        exact = f"-- {name}: {found.group(2)}"
+        if name and found.group(0).rstrip() != exact:
+            line = text.count("\n", 0, found.start()) + 1
+            raise LayoutError(
+                f"{path.name}: line {line}: {found.group(0).strip()!r} is not a directive; "
+                f"write it as '-- {name}: VALUE' on a line of its own"
+            )
+
+
 def _kind(path: Path, folder_kind: str) -> str:
-    found = _MATERIALIZED.search(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    check_directives(path, text)
+    found = _MATERIALIZED.search(text)
     if found is None:
         return folder_kind
     wanted = found.group(1)
     if folder_kind != "table" or wanted not in ("table", "view", "ephemeral"):
-        raise ValueError(
+        raise LayoutError(
             f"{path.name}: 'materialized: {wanted}' is allowed only in staging, intermediate and "
             "features, as table, view or ephemeral"
         )
@@ -107,7 +138,7 @@ def ordered(stages: list[Stage]) -> list[Stage]:
     while pending:
         ready = [s for s in pending if deps[s.name] <= placed]
         if not ready:
-            raise ValueError(
+            raise LayoutError(
                 "SQL stages depend on each other in a cycle: " + ", ".join(s.name for s in pending)
             )
         first = ready[0]
@@ -118,14 +149,14 @@ def ordered(stages: list[Stage]) -> list[Stage]:
         if s.kind in TABLE_PHASE:
             late = [d for d in deps[s.name] if by_name[d].kind not in TABLE_PHASE]
             if late:
-                raise ValueError(
+                raise LayoutError(
                     f"{s.name} is built before the models but reads {', '.join(late)}, "
                     "built after them"
                 )
         if s.kind in ("view", "early_view"):
             temp = [d for d in deps[s.name] if by_name[d].kind == "ephemeral"]
             if temp:
-                raise ValueError(
+                raise LayoutError(
                     f"view {s.name} reads {', '.join(temp)}, which is not stored in the database"
                 )
     return done

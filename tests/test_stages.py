@@ -139,3 +139,53 @@ def test_models_that_do_not_beat_random_on_the_demo_are_opt_in(tmp_path):
     odd.write_text("-- runs_by_default: no\nselect 1 as video_id, 1.0 as score\n")
     with pytest.raises(UserError, match="runs_by_default must be true or false"):
         hooks.Model("odd", odd).runs_by_default
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "--materialized: ephemeral",
+        "-- materialised: view",
+        "-- Materialized: view",
+        "-- materialized : view",
+        "--  memory_limit: 3GB",
+        "-- memory-limit: 3GB",
+        "-- runs_by_default:false",
+    ],
+)
+def test_a_near_miss_of_a_directive_is_refused(tmp_path, line):
+    """Each of these used to be ignored silently (a near miss of '-- materialized: view' left a
+    table); now it names the file, the line and the form to write."""
+    path = tmp_path / "int_thing.sql"
+    path.write_text(f"-- one row per thing\n{line}\nselect 1 as x\n")
+    with pytest.raises(stages.LayoutError, match=r"int_thing.sql: line 2: .* '-- \w+: VALUE'"):
+        stages.check_directives(path, path.read_text())
+    stages.check_directives(path, "-- one row per thing\n-- materialized: view\nselect 1\n")
+
+
+def test_a_layout_mistake_is_one_line_naming_the_file_with_its_own_exit_code(tmp_path):
+    from tests.conftest import run_cli
+
+    own = tmp_path / "own_models"
+    own.mkdir()
+    (own / "mine.sql").write_text(
+        "-- mine: the same order for everyone\n--memory_limit: 3GB\n"
+        "select video_id, 1.0 as score from feat_video_popularity\n"
+    )
+    result = run_cli(
+        "build",
+        "--demo",
+        "--demo-scale",
+        "0.02",
+        "--db",
+        str(tmp_path / "k.duckdb"),
+        "--models-dir",
+        str(own),
+        "--models",
+        "popularity,mine",
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 3, result.stderr
+    assert lines[-1].startswith("error: project layout: mine.sql: line 2:"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "k.duckdb").exists()
