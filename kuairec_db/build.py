@@ -125,6 +125,7 @@ class BuildParams:
             "confidence_alpha": float(self.confidence_alpha),
             "watch_ratio_cap": float(self.watch_ratio_cap),
             "bootstrap_seed": int(self.seed),
+            "model_seed": int(self.seed),  # the seed of the SQL models (random)
             "bootstrap_replicates": int(self.bootstrap_replicates),
         }
 

@@ -1,4 +1,7 @@
-"""Command line: ``python -m kuairec_db COMMAND``. Only this module prints for the user."""
+"""Command line: ``python -m kuairec_db COMMAND``: the parser, the shared options and the one
+place where every error becomes one line and an exit code (2 for a user's mistake, 3 for a
+mistake in the project's own files, 130 for Ctrl-C, 1 otherwise). Each command's module prints
+its own results to stdout; progress and notes go to stderr through logging."""
 
 from __future__ import annotations
 

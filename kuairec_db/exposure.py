@@ -88,6 +88,7 @@ BUILD_VARIABLES = {
     "popularity_prior_views": ("param.popularity_prior_views", float),
     "confidence_alpha": ("param.confidence_alpha", float),
     "watch_ratio_cap": ("param.watch_ratio_cap", float),
+    "model_seed": ("param.seed", int),
 }
 CONTRACT = tuple(stages.CONTRACT_TABLES)  # shadowed while the temporal split retrains
 

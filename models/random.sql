@@ -1,7 +1,7 @@
 -- random: one row per (user, video) pair the model ranks: a seeded pseudo-random score, the floor
 -- every model must clear.
--- Keys from md5 (the same in every DuckDB version, unlike hash()), seed = 42 (the default
--- --seed; hard-coded until the build passes its seed to SQL): user_a, user_c = hex digits 1-8
+-- Keys from md5 (the same in every DuckDB version, unlike hash()), seed = the build's --seed
+-- (default 42; the SQL variable model_seed): user_a, user_c = hex digits 1-8
 -- and 9-16 of md5('user:' || user_id || ':' || seed) mod p; video_b, video_d likewise from
 -- md5('video:' || video_id || ':' || seed); p = 2^31 - 1 (a prime).
 -- score = ((user_a * video_b + user_c * video_d) mod p) / p, in [0, 1).
@@ -33,22 +33,34 @@ candidates as (
     select * from int_ground_truth
 ),
 
+user_digests as (
+    select
+        user_id,
+        md5('user:' || user_id || ':' || getvariable('model_seed')) as digest
+    from users
+),
+
 user_keys as (
     select
         user_id,
-        ('0x' || substr(md5('user:' || user_id || ':42'), 1, 8))::bigint % 2147483647 as user_a,
-        ('0x' || substr(md5('user:' || user_id || ':42'), 9, 8))::bigint % 2147483647 as user_c
-    from users
+        ('0x' || substr(digest, 1, 8))::bigint % 2147483647 as user_a,
+        ('0x' || substr(digest, 9, 8))::bigint % 2147483647 as user_c
+    from user_digests
+),
+
+video_digests as (
+    select
+        video_id,
+        md5('video:' || video_id || ':' || getvariable('model_seed')) as digest
+    from videos
 ),
 
 video_keys as (
     select
         video_id,
-        ('0x' || substr(md5('video:' || video_id || ':42'), 1, 8))::bigint % 2147483647
-            as video_b,
-        ('0x' || substr(md5('video:' || video_id || ':42'), 9, 8))::bigint % 2147483647
-            as video_d
-    from videos
+        ('0x' || substr(digest, 1, 8))::bigint % 2147483647 as video_b,
+        ('0x' || substr(digest, 9, 8))::bigint % 2147483647 as video_d
+    from video_digests
 ),
 
 unseen_scores as (

@@ -125,10 +125,10 @@ def md5_keys(text: str) -> tuple[int, int]:
     return int(digest[:8], 16) % PRIOR, int(digest[8:16], 16) % PRIOR
 
 
-def random_score(user: int, video: int) -> float:
+def random_score(user: int, video: int, seed: int = 42) -> float:
     """random.sql's score, written independently: ((a_u b_v + c_u d_v) mod p) / p."""
-    a, c = md5_keys(f"user:{user}:42")
-    b, d = md5_keys(f"video:{video}:42")
+    a, c = md5_keys(f"user:{user}:{seed}")
+    b, d = md5_keys(f"video:{video}:{seed}")
     return (a * b + c * d) % PRIOR / PRIOR
 
 
@@ -148,6 +148,17 @@ def test_random_scores_are_the_seeded_formula_and_cover_every_candidate(con):
     assert {(u, v) for u, vs in RANDOM_CANDIDATES.items() for v in vs} <= pairs
     # deterministic: the same rows again
     assert sorted(rows) == sorted(con.execute(stage_body("random")).fetchall())
+
+
+def test_random_takes_the_builds_seed(con):
+    """--seed reaches random.sql (it was hard-coded to 42): another seed, other scores."""
+    load_world(con, RANDOM_VIEWS, list(range(1, 13)), RANDOM_CANDIDATES)
+    set_variables(con, top_n=3, model_seed=7)
+    rows = con.execute(stage_body("random")).fetchall()
+    assert rows
+    for user, video, score in rows:
+        assert score == pytest.approx(random_score(user, video, seed=7), abs=1e-15)
+    assert any(score != pytest.approx(random_score(u, v), abs=1e-9) for u, v, score in rows)
 
 
 def test_random_recommends_each_users_top_n_unseen_by_score(con):
