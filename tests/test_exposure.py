@@ -359,7 +359,7 @@ def test_temporal_split_beside_fully_observed(con):
     ).fetchall():
         by_set.setdefault((k, metric), []).append((value, full, tau))
     assert len(by_set) > 1
-    signs = {"agree": 0, "disagree": 0}
+    checked = 0
     for key, values in by_set.items():
         concordant = discordant = sparse_pairs = full_pairs = 0
         for i, (v1, f1, _) in enumerate(values):
@@ -379,9 +379,8 @@ def test_temporal_split_beside_fully_observed(con):
                 assert tau is None, key
             else:
                 assert tau == pytest.approx(expected_tau, abs=1e-12), key
-        if expected_tau is not None:
-            signs["agree" if expected_tau > 0 else "disagree"] += 1
-    assert sum(signs.values()) > 0
+        checked += expected_tau is not None
+    assert checked > 0
     info = dict(con.execute("select key, value from eval_exposure_info").fetchall())
     assert info["seed"] == "7" and info["densities"] == "0.1,0.5,1"
     assert info["temporal.cutoff_at"].startswith("2020-")
