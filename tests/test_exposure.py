@@ -352,7 +352,35 @@ def test_temporal_split_beside_fully_observed(con):
         assert low <= value <= high and full_low <= full <= full_high
         assert full_users < n_users  # fully observed test users against the big matrix's
         assert full == pytest.approx(expected)
-        assert tau in (-1.0, 1.0)
+    # Kendall's tau-b over every k and metric, by hand from the two orders of the models
+    by_set: dict[tuple, list[tuple[float, float, float | None]]] = {}
+    for k, metric, value, full, tau in con.execute(
+        "select k, metric, value, full_value, kendall_tau from eval_temporal_split"
+    ).fetchall():
+        by_set.setdefault((k, metric), []).append((value, full, tau))
+    assert len(by_set) > 1
+    checked = 0
+    for key, values in by_set.items():
+        concordant = discordant = sparse_pairs = full_pairs = 0
+        for i, (v1, f1, _) in enumerate(values):
+            for v2, f2, _ in values[i + 1 :]:
+                s, f = float(np.sign(v1 - v2)), float(np.sign(f1 - f2))
+                concordant += s * f > 0
+                discordant += s * f < 0
+                sparse_pairs += s != 0
+                full_pairs += f != 0
+        expected_tau = (
+            (concordant - discordant) / math.sqrt(sparse_pairs * full_pairs)
+            if sparse_pairs and full_pairs
+            else None
+        )
+        for *_, tau in values:
+            if expected_tau is None:
+                assert tau is None, key
+            else:
+                assert tau == pytest.approx(expected_tau, abs=1e-12), key
+        checked += expected_tau is not None
+    assert checked > 0
     info = dict(con.execute("select key, value from eval_exposure_info").fetchall())
     assert info["seed"] == "7" and info["densities"] == "0.1,0.5,1"
     assert info["temporal.cutoff_at"].startswith("2020-")
@@ -376,10 +404,10 @@ def test_same_seed_gives_identical_tables(study_db, tmp_path):
     con.execute(f"attach '{study_db}' as first (read_only)")
     for table in ("eval_exposure_study", "eval_exposure_samples"):
         n = con.execute(f"select count(*) from {table}").fetchone()[0]
-        differ = con.execute(
-            f"select count(*) from (from {table} except all from first.{table})"
-        ).fetchone()[0]
-        assert n > 0 and differ == 0, table
+        assert n == con.execute(f"select count(*) from first.{table}").fetchone()[0], table
+        for a, b in ((table, f"first.{table}"), (f"first.{table}", table)):
+            differ = con.execute(f"select count(*) from (from {a} except all from {b})").fetchone()
+            assert n > 0 and differ[0] == 0, (a, b)
     # --no-temporal drops the previous run's temporal table rather than keeping a stale one
     tables = {
         r[0]
@@ -392,20 +420,32 @@ def test_same_seed_gives_identical_tables(study_db, tmp_path):
     assert not list(tmp_path.glob(".again.duckdb.building-*"))
 
 
-def test_other_seed_gives_other_samples(built_db, tmp_path):
+def test_other_seed_gives_other_samples(study_db, tmp_path):
+    """--seed 8: every sparse sample differs from the seed-7 study's, and repeat r draws with
+    seed 8 + r - 1, so its repeat 1 is the seed-7 study's repeat 2."""
     db = tmp_path / "seed.duckdb"
-    shutil.copyfile(built_db, db)
-    args = ("--densities", "0.1", "--strategies", "uniform", "--models", "popularity")
+    shutil.copyfile(study_db, db)
+    args = ("--densities", "0.1,0.5", "--k", "5,10", "--repeats", "2", "--models", "popularity")
     result = run_cli("exposure-study", "--db", str(db), *args, "--seed", "8", "--no-temporal")
     assert result.returncode == 0, result.stderr
     con = duckdb.connect(str(db), read_only=True)
-    share = con.execute(
-        "select relevant_share from eval_exposure_samples where strategy = 'uniform'"
-    ).fetchone()[0]
-    models = con.execute("select model from eval_exposure_study").fetchall()
+    con.execute(f"attach '{study_db}' as first (read_only)")
+    query = (
+        "select repeat, seed, strategy, density, n_sampled, relevant_share, "
+        "mean_popularity_percentile from {} where strategy <> 'fully_observed' "
+        "and density < 1 order by all"
+    )
+    other = con.execute(query.format("eval_exposure_samples")).fetchall()
+    first = con.execute(query.format("first.eval_exposure_samples")).fetchall()
+    models = con.execute("select distinct model from eval_exposure_study").fetchall()
     con.close()
-    assert {m[0] for m in models} == {"popularity"}
-    assert 0 < share < 1
+    assert models == [("popularity",)]
+    assert len(other) == 2 * 3 * 2 and len(first) == REPEATS * 3 * 2
+    assert {(r[0], r[1]) for r in other} == {(1, 8), (2, 9)}
+    first_by_set = {(r[0], r[2], r[3]): r[4:] for r in first}
+    for repeat, _seed, strategy, density, *sample in other:
+        assert tuple(sample) != first_by_set[repeat, strategy, density], (repeat, strategy)
+        assert tuple(sample) == first_by_set[repeat + 1, strategy, density], (repeat, strategy)
 
 
 # ---------------------------------------------------------------------------------------------

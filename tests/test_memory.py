@@ -43,10 +43,28 @@ def test_the_models_that_stream_every_pair_ask_for_more_than_the_pipeline():
 def test_the_build_records_the_memory_it_ran_with(db_con):
     info = dict(db_con.execute("select key, value from build_info").fetchall())
     assert info["param.memory_limit"] == "1GB"
-    # the setting a model asks for is DuckDB syntax
+    # the setting each model asks for is DuckDB syntax, and DuckDB takes it as that many bytes,
+    # more than the pipeline's
+    declared = {name: m.memory_limit for name, m in hooks.discover().items() if m.memory_limit}
+    assert declared
+    pipeline = _bytes(hooks.PIPELINE_MEMORY_LIMIT)
     con = duckdb.connect()
-    con.execute("set memory_limit = '3GB'")
+    for name, limit in declared.items():
+        con.execute(f"set memory_limit = '{limit}'")
+        shown = con.execute("select current_setting('memory_limit')").fetchone()[0]
+        number, unit = shown.split()
+        assert abs(float(number) * UNITS[unit] - _bytes(limit)) < 0.1 * UNITS[unit], (name, shown)
+        assert _bytes(limit) > pipeline, name
     con.close()
+
+
+UNITS = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
+
+
+def _bytes(size: str) -> float:
+    """'3GB' or '2.5GiB' in bytes."""
+    unit = next(u for u in sorted(UNITS, key=len, reverse=True) if size.endswith(u))
+    return float(size[: -len(unit)]) * UNITS[unit]
 
 
 @pytest.mark.parametrize(

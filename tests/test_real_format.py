@@ -75,6 +75,8 @@ def test_every_model_ranks_every_user(tiny_db):
     eval_users = con.execute(
         "select model, count(distinct user_id) from eval_rankings group by model"
     ).fetchall()
+    # every model is evaluated, on the two small-matrix users of the tiny files
+    assert eval_users and {m for m, _ in eval_users} == {m for m, _ in per_model}
     assert all(n == 2 for _, n in eval_users)
     ks = con.execute("select distinct k from eval_metrics order by k").fetchall()
     assert ks == [(1,), (3,)]
