@@ -27,12 +27,8 @@
 -- gini and catalogue_duration_ms are not means over users: no interval (null).
 with
 
-recommendation_lists as (
-    select * from recommendations
-),
-
-ranking_lists as (
-    select * from eval_rankings
+top_k as materialized (
+    select * from eval_top_k
 ),
 
 ground_truth as (
@@ -41,10 +37,6 @@ ground_truth as (
 
 videos as (
     select * from int_item_index
-),
-
-cutoffs as (
-    select * from int_eval_cutoffs
 ),
 
 content as (
@@ -58,24 +50,6 @@ user_lists as (
 intervals as (
     select * from eval_intervals
     where relation = 'eval_beyond_accuracy' and split = 'all'
-),
-
-lists as (
-    select
-        'recommendations' as source,
-        model,
-        user_id,
-        rank,
-        video_id
-    from recommendation_lists
-    union all
-    select
-        'eval_rankings' as source,
-        model,
-        user_id,
-        rank,
-        video_id
-    from ranking_lists
 ),
 
 catalogue as (
@@ -98,17 +72,6 @@ catalogue_size as (
     from catalogue
     left join content on catalogue.video_id = content.video_id
     group by catalogue.source
-),
-
-top_k as materialized (
-    select
-        lists.source,
-        lists.model,
-        cutoffs.k,
-        lists.user_id,
-        lists.video_id
-    from lists
-    inner join cutoffs on lists.rank <= cutoffs.k
 ),
 
 list_means as (

@@ -13,20 +13,12 @@
 --                           a duration are skipped)
 with
 
-recommendation_lists as (
-    select * from recommendations
-),
-
-ranking_lists as (
-    select * from eval_rankings
+top_k as (
+    select * from eval_top_k
 ),
 
 users as (
     select * from int_user_index
-),
-
-cutoffs as (
-    select * from int_eval_cutoffs
 ),
 
 popularity as (
@@ -35,24 +27,6 @@ popularity as (
 
 content as (
     select * from feat_video_content
-),
-
-lists as (
-    select
-        'recommendations' as source,
-        model,
-        user_id,
-        rank,
-        video_id
-    from recommendation_lists
-    union all
-    select
-        'eval_rankings' as source,
-        model,
-        user_id,
-        rank,
-        video_id
-    from ranking_lists
 ),
 
 training_users as (
@@ -70,17 +44,6 @@ video_facts as (
     from popularity
     cross join training_users
     left join content on popularity.video_id = content.video_id
-),
-
-top_k as (
-    select
-        lists.source,
-        lists.model,
-        cutoffs.k,
-        lists.user_id,
-        lists.video_id
-    from lists
-    inner join cutoffs on lists.rank <= cutoffs.k
 ),
 
 final as (
