@@ -14,12 +14,14 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("parquet", "csv")
 # What `export` writes when no relation is named: the public relations of the README (those
-# the database has; the exposure study's only after exposure-study ran).
+# the database has; the exposure study's only after exposure-study ran, the re-ranker's only
+# when two_stage was built). tests/test_cli.py holds the README's table to this list.
 PUBLIC_RELATIONS = (
     "recommendations",
     "recommendations_explained",
     "model_user_factors",
     "model_item_factors",
+    "model_feature_importances",
     "eval_ground_truth",
     "eval_rankings",
     "eval_user_metrics",
@@ -31,6 +33,7 @@ PUBLIC_RELATIONS = (
     "eval_exposure_study",
     "eval_temporal_split",
     "data_quality",
+    "data_profile",
     "build_info",
     "build_lineage",
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import re
 import shutil
 import sys
 import zipfile
@@ -12,22 +13,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from kuairec_db.export import PUBLIC_RELATIONS
 from kuairec_db.schema import SOURCES
 from tests.conftest import run_cli
 
-PUBLIC = [
-    "recommendations",
-    "recommendations_explained",
-    "model_user_factors",
-    "model_item_factors",
-    "eval_ground_truth",
-    "eval_rankings",
-    "eval_user_metrics",
-    "eval_metrics",
-    "build_info",
-    "data_quality",
-    "data_profile",
-]
+# The public relations a default build has: the exposure study's come from exposure-study.
+PUBLIC = [r for r in PUBLIC_RELATIONS if r not in ("eval_exposure_study", "eval_temporal_split")]
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def md5(path: Path) -> str:
@@ -96,6 +88,17 @@ def test_public_contract_exists_and_is_documented(db_con):
             [name],
         ).fetchall()
         assert undocumented == [], (name, undocumented)
+
+
+def test_readme_public_table_is_the_export_list():
+    # Every relation in the README's table of public relations is exported by default.
+    text = README.read_text(encoding="utf-8")
+    table = text.split("### The public relations", 1)[1].split("\n\n|", 1)[1].split("\n\n", 1)[0]
+    named = set()
+    for row in table.splitlines()[2:]:
+        named.update(re.findall(r"`([a-z_]+)`", row.split("|")[1]))
+    assert len(named) >= 10, named
+    assert named <= set(PUBLIC_RELATIONS), named - set(PUBLIC_RELATIONS)
 
 
 def test_recommendations_contract(db_con):
