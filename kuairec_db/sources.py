@@ -67,6 +67,11 @@ def _zip_source(archive: Path, work_dir: Path) -> DataSource:
                 raise UserError(
                     f"{archive}: the archive lacks KuaiRec file(s): {', '.join(missing)}"
                 )
+            # Every member's header is checked in the archive, before anything is extracted.
+            for source, (name, _) in SOURCES.items():
+                with zf.open(members[name]) as fin:
+                    first_line = fin.readline(MAX_HEADER_BYTES + 1)
+                parse_header(source, first_line, f"{archive}:{members[name].filename}")
             out = work_dir / "zip"
             out.mkdir(parents=True, exist_ok=True)
             src = DataSource("kuairec_files", str(archive))
@@ -163,14 +168,8 @@ MAX_HEADER_BYTES = 64 * 1024
 def check_header(source: str, path: Path, display: str) -> list[str]:
     """Return the file's columns; a missing or repeated column or an empty file is the user's
     error. Reads at most MAX_HEADER_BYTES of the first line."""
-    _, expected = SOURCES[source]
     with open(path, "rb") as fh:
-        raw_header = fh.readline(MAX_HEADER_BYTES + 1)
-        if len(raw_header) > MAX_HEADER_BYTES:
-            raise UserError(
-                f"{display}: line 1: the header is longer than {MAX_HEADER_BYTES // 1024} KiB "
-                "(a KuaiRec header is about 1 KiB): not a KuaiRec CSV file"
-            )
+        header = parse_header(source, fh.readline(MAX_HEADER_BYTES + 1), display)
         has_row = False  # blank lines after the header do not make a row
         while block := fh.read(1 << 20):
             if block.strip():
@@ -180,6 +179,25 @@ def check_header(source: str, path: Path, display: str) -> list[str]:
         if fh.tell():
             fh.seek(-1, os.SEEK_END)
         ends_with_newline = fh.read(1) == b"\n"
+    if not has_row:
+        raise UserError(f"{display}: has a header but no rows")
+    if not ends_with_newline:
+        raise UserError(
+            f"{display}: the last line has no line end, so the file looks cut short "
+            "(truncated copy?); if it is complete, add a final newline"
+        )
+    return header
+
+
+def parse_header(source: str, raw_header: bytes, display: str) -> list[str]:
+    """The columns of a first line read with readline(MAX_HEADER_BYTES + 1); a header that is
+    too long, not UTF-8, empty, or with a missing or repeated column is the user's error."""
+    _, expected = SOURCES[source]
+    if len(raw_header) > MAX_HEADER_BYTES:
+        raise UserError(
+            f"{display}: line 1: the header is longer than {MAX_HEADER_BYTES // 1024} KiB "
+            "(a KuaiRec header is about 1 KiB): not a KuaiRec CSV file"
+        )
     try:
         header_line = raw_header.decode("utf-8")
     except UnicodeDecodeError:
@@ -199,13 +217,6 @@ def check_header(source: str, path: Path, display: str) -> list[str]:
         raise UserError(
             f"{display}: line 1: missing column(s) {', '.join(missing)} "
             f"(the header has: {', '.join(header[:12])}{' ...' if len(header) > 12 else ''})"
-        )
-    if not has_row:
-        raise UserError(f"{display}: has a header but no rows")
-    if not ends_with_newline:
-        raise UserError(
-            f"{display}: the last line has no line end, so the file looks cut short "
-            "(truncated copy?); if it is complete, add a final newline"
         )
     return header
 

@@ -264,6 +264,27 @@ def test_zip_member_without_line_ends_is_not_read_whole(tmp_path, data, previous
     assert snapshot(tmp_path) == before
 
 
+def test_zip_headers_are_checked_before_anything_is_extracted(tmp_path, data, previous_db):
+    import zipfile
+
+    social = data / "social_network.csv"
+    social.write_bytes(b"user_id,friends\n" + social.read_bytes().split(b"\n", 1)[1])
+    archive = tmp_path / "KuaiRec.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(data.iterdir()):
+            zf.write(path, f"KuaiRec 2.0/data/{path.name}")
+    shutil.rmtree(data)
+    before = snapshot(tmp_path)
+    result = run_cli("build", "--data", str(archive), "--db", str(previous_db))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "social_network.csv: line 1: missing column" in last
+    # the big matrix (hundreds of MB in the real archive) was never written out
+    assert "extracting" not in result.stderr, result.stderr
+    assert snapshot(tmp_path) == before
+
+
 def test_blank_line_after_the_header_is_not_an_empty_file(tmp_path, data):
     path = data / "small_matrix.csv"
     plain = run_cli(
