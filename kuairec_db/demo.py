@@ -13,15 +13,21 @@ videos a user; ``scripts/calibrate_demo.py`` prints every statistic beside the r
   set its first- and second-level caption categories, its first tag and its video_tag) plus a
   small random mix; every user has a taste concentrated on the subtopics of 1-3 topics;
 * exposure in the big matrix is personal: it grows with a Zipf-like video popularity (correlated
-  with quality) and with taste affinity, as a feed shows users what it expects them to like;
-  user activity has the real shape (100 to about 15,000 views, median about 1,850);
+  with its feed effect, below) and with taste affinity, as a feed shows users what it expects
+  them to like; user activity has the real shape (100 to about 15,000 views, median 1,850);
 * watch time does not depend on taste (the real matrix shows no user x category effect and no
   low-rank interaction): about 7.5 s of most videos whatever their length (so short videos get a
   high watch_ratio), a per-video quality effect (which also makes early skips rarer), a small
   user effect and a lot of noise; about 12% of views are skipped early and a few loop the video
   (feed views loop more often). On y = ln(1 + watch_ratio) the video explains about 40% of the
   variance, the user about 5%, as in the real sample;
-* the small matrix is the same process, fully observed: each small user sees each small video.
+* the small matrix is the same process, fully observed: each small user sees each small video,
+  except for two feed effects (issue 14, ``scripts/real_log_bias.py``): a video's effect in the
+  feed correlates only ``_LOG_TRANSFER`` (0.5) with its effect in the small matrix (the feed's
+  context: where and after what it showed the video), and the feed's exposure follows the feed's
+  effect; heavy users skim in the feed (``_FEED_FATIGUE``) but not in the small matrix, as the
+  real sample shows no activity effect and the real log user watches less late in a session.
+  So the log's engagement ranks the small matrix's videos far less well than it did.
 
 Quirks of the real files that are reproduced: duplicate log rows (a few filed under another
 date), dates that disagree with the timestamp, re-watches, small-matrix rows without time,
