@@ -13,15 +13,21 @@ videos a user; ``scripts/calibrate_demo.py`` prints every statistic beside the r
   set its first- and second-level caption categories, its first tag and its video_tag) plus a
   small random mix; every user has a taste concentrated on the subtopics of 1-3 topics;
 * exposure in the big matrix is personal: it grows with a Zipf-like video popularity (correlated
-  with quality) and with taste affinity, as a feed shows users what it expects them to like;
-  user activity has the real shape (100 to about 15,000 views, median about 1,850);
+  with its feed effect, below) and with taste affinity, as a feed shows users what it expects
+  them to like; user activity has the real shape (100 to about 15,000 views, median 1,850);
 * watch time does not depend on taste (the real matrix shows no user x category effect and no
   low-rank interaction): about 7.5 s of most videos whatever their length (so short videos get a
   high watch_ratio), a per-video quality effect (which also makes early skips rarer), a small
   user effect and a lot of noise; about 12% of views are skipped early and a few loop the video
   (feed views loop more often). On y = ln(1 + watch_ratio) the video explains about 40% of the
   variance, the user about 5%, as in the real sample;
-* the small matrix is the same process, fully observed: each small user sees each small video.
+* the small matrix is the same process, fully observed: each small user sees each small video,
+  except for two feed effects (issue 14, ``scripts/real_log_bias.py``): a video's effect in the
+  feed correlates only ``_LOG_TRANSFER`` (0.5) with its effect in the small matrix (the feed's
+  context: where and after what it showed the video), and the feed's exposure follows the feed's
+  effect; heavy users skim in the feed (``_FEED_FATIGUE``) but not in the small matrix, as the
+  real sample shows no activity effect and the real log user watches less late in a session.
+  So the log's engagement ranks the small matrix's videos far less well than it did.
 
 Quirks of the real files that are reproduced: duplicate log rows (a few filed under another
 date), dates that disagree with the timestamp, re-watches, small-matrix rows without time,
@@ -83,7 +89,7 @@ _TAGS = 31
 _EXPOSURE_AFFINITY = 3.0  # log exposure odds per unit of taste affinity
 _ZIPF = 0.5  # popularity ~ (rank share + _ZIPF_HEAD) ** -_ZIPF, the same spread at every scale
 _ZIPF_HEAD = 0.02
-_POP_QUALITY_CORR = 0.7  # popular videos tend to be the better ones
+_POP_QUALITY_CORR = 0.7  # the feed shows more of the videos that engage in the feed
 # Watch time, calibrated to the real small-matrix sample (scripts/calibrate_demo.py): the video
 # (length and quality) explains most of log watch time, the user a little, taste nothing.
 _WATCH_BASE_S = 7.4  # typical seconds watched, whatever the video length
@@ -102,6 +108,16 @@ _FEED_EFFECT = -0.06  # log watch-time offset of big-matrix (feed) views
 _FEED_LOOP_SHARE = 0.12  # feed views loop more often and longer (real p99 4.8, small 3.6)
 _FEED_LOOP_SD = 0.95
 _LENGTH_SD = 0.45  # log-sd of video length around the 9.6 s median
+# The feed log against the fully observed matrix (issue 14; scripts/real_log_bias.py measures
+# what the real pieces show). A video's effect in the feed is only partly its effect in the
+# small matrix: feed effect = _LOG_TRANSFER * quality + sqrt(1 - _LOG_TRANSFER**2) * context,
+# context an independent video effect of the same spread (where and after what the feed placed
+# it). 1.0 is the old demo, where the log's engagement ranks videos as the test does.
+_LOG_TRANSFER = 0.5
+# Heavy users skim in the feed (long sessions: the real log user watches less from a session's
+# 20th view on) but not in the small matrix (the real sample: activity segments explain 0.7% of
+# the user effect). Log watch-time offset of feed views per unit of ln(user views / median).
+_FEED_FATIGUE = 0.06
 _CHUNK_USERS = 256
 _GRID = 1024  # tastes and topic vectors are rounded to multiples of 1 / _GRID
 
@@ -287,7 +303,9 @@ class _World:
     main_sub: np.ndarray  # (videos,) subtopic, topic * _SUBTOPICS + j
     video_topics: np.ndarray  # (videos, subtopics), rows sum to about 1
     duration_ms: np.ndarray  # (videos,) int64
-    quality: np.ndarray  # (videos,) log watch-time effect
+    quality: np.ndarray  # (videos,) log watch-time effect in the small matrix
+    feed_quality: np.ndarray  # (videos,) log watch-time effect in the feed (big matrix)
+    feed_user_offset: np.ndarray  # (users,) log watch-time offset of the user's feed views
     log_pop: np.ndarray  # (videos,) log exposure weight
     user_bias: np.ndarray  # (users,) log watch-time effect
     views: np.ndarray  # (users,) big-matrix views wanted, duplicates excluded
@@ -356,7 +374,11 @@ def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
     seconds[rng.integers(n_v)] = 315.0
     duration_ms = np.rint(seconds * 1000).astype(np.int64)
     quality = rng.normal(0.0, _QUALITY_SD, n_v)
-    pop_key = _POP_QUALITY_CORR * quality / _QUALITY_SD + math.sqrt(
+    # The feed's own view of each video: what it shows and how its viewers watch it (from a
+    # stream of its own: the draws of the rest of the world stay as they were).
+    context = rng.spawn(1)[0].normal(0.0, _QUALITY_SD, n_v)
+    feed_quality = _LOG_TRANSFER * quality + math.sqrt(1 - _LOG_TRANSFER**2) * context
+    pop_key = _POP_QUALITY_CORR * feed_quality / _QUALITY_SD + math.sqrt(
         1 - _POP_QUALITY_CORR**2
     ) * rng.normal(size=n_v)
     pop_rank = np.argsort(np.argsort(-pop_key))
@@ -372,6 +394,7 @@ def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
     is_small_user[small_users] = True
     is_small_video = np.zeros(n_v, bool)
     is_small_video[small_videos] = True
+    feed_user_offset = -_FEED_FATIGUE * np.log(views / np.median(views))
     return _World(
         sizes,
         taste,
@@ -380,6 +403,8 @@ def _make_world(sizes: _Sizes, rng: np.random.Generator) -> _World:
         video_topics,
         duration_ms,
         quality,
+        feed_quality,
+        feed_user_offset,
         log_pop,
         user_bias,
         views.astype(np.int64),
@@ -396,25 +421,27 @@ def _watch(
     users: np.ndarray,
     videos: np.ndarray,
     rng: np.random.Generator,
-    offset: float = 0.0,
+    quality: np.ndarray,
+    offset: float | np.ndarray = 0.0,
     loop_share: float = _LOOP_SHARE,
     loop_sd: float = _LOOP_SD,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Play duration (ms) and watch_ratio of views: video length and quality, the user, noise;
-    a share of views are skipped early and a share loop the video. Taste plays no part."""
+    """Play duration (ms) and watch_ratio of views: video length and quality (per video), the
+    user, noise; a share of views are skipped early and a share loop the video. Taste plays no
+    part. offset: log watch-time offset, one for all views or one per view."""
     n = users.size
     sec = w.duration_ms[videos] / 1000.0
     log_play = (
         math.log(_WATCH_BASE_S)
         + offset
         + _LENGTH_ELASTICITY * (np.log(sec) - math.log(9.6))
-        + _QUALITY_PLAY * w.quality[videos]
+        + _QUALITY_PLAY * quality[videos]
         + w.user_bias[users]
         + rng.normal(0.0, _NOISE_SD, n)
     )
     loops = rng.random(n) < loop_share
     log_play[loops] += np.abs(rng.normal(0.0, loop_sd, loops.sum()))
-    skip_odds = _SKIP_SHARE / (1 - _SKIP_SHARE) * np.exp(-_SKIP_QUALITY * w.quality[videos])
+    skip_odds = _SKIP_SHARE / (1 - _SKIP_SHARE) * np.exp(-_SKIP_QUALITY * quality[videos])
     skips = np.flatnonzero(rng.random(n) < skip_odds / (1 + skip_odds))
     skip_ratio = np.exp(rng.normal(math.log(_SKIP_RATIO), _SKIP_SD, skips.size))
     log_play[skips] = np.minimum(log_play[skips], np.log(sec[skips] * skip_ratio))
@@ -486,7 +513,9 @@ def _big_matrix(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     view_pair = np.r_[np.arange(pu.size), rw_pair]
     del rw_user, rw_pair
     u, v = pu[view_pair], pv[view_pair]
-    play, ratio = _watch(w, u, v, rng, _FEED_EFFECT, _FEED_LOOP_SHARE, _FEED_LOOP_SD)
+    offset = _FEED_EFFECT + w.feed_user_offset[u]
+    play, ratio = _watch(w, u, v, rng, w.feed_quality, offset, _FEED_LOOP_SHARE, _FEED_LOOP_SD)
+    del offset
     del view_pair
     ts, day = _event_times(u.size, rng)
 
@@ -527,7 +556,7 @@ def _small_matrix(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     r, c = np.nonzero(keep)
     u, v = su[r].astype(np.int32), sv[c].astype(np.int32)
     del keep, r, c
-    play, ratio = _watch(w, u, v, rng)
+    play, ratio = _watch(w, u, v, rng, w.quality)
     ts, day = _event_times(u.size, rng)
     order = _order_by(u, ts, np.zeros(u.size, np.int64))
     untimed = rng.random(u.size) < _SMALL_UNTIMED
@@ -817,11 +846,11 @@ def _item_daily(w: _World, rng: np.random.Generator) -> pd.DataFrame:
 
     age = (day - upload[vid]).astype(float)
     show = np.floor(np.exp(w.log_pop[vid] + 9.5) * noise(0.6) / np.sqrt(1.0 + age / 7.0))
-    play_rate = 1.0 / (1.0 + np.exp(-(1.2 + w.quality[vid])))
+    play_rate = 1.0 / (1.0 + np.exp(-(1.2 + w.feed_quality[vid])))
     play = np.minimum(show, np.floor(show * play_rate * noise(0.05)))
     sec = w.duration_ms[vid] / 1000.0
-    per_play_ms = np.minimum(_WATCH_BASE_S, sec * 3) * 1000 * np.exp(w.quality[vid])
-    complete_rate = np.clip(_WATCH_BASE_S / sec * np.exp(w.quality[vid]) * 0.5, 0.02, 0.98)
+    per_play_ms = np.minimum(_WATCH_BASE_S, sec * 3) * 1000 * np.exp(w.feed_quality[vid])
+    complete_rate = np.clip(_WATCH_BASE_S / sec * np.exp(w.feed_quality[vid]) * 0.5, 0.02, 0.98)
     cols: dict[str, np.ndarray] = {}
     cols["show_cnt"] = show
     cols["show_user_num"] = np.floor(show * 0.93)
@@ -841,7 +870,7 @@ def _item_daily(w: _World, rng: np.random.Generator) -> pd.DataFrame:
     stay = np.floor(play * 40.0 * noise(0.5))
     stay[rng.random(n) < 0.003] = np.nan  # a few empty cells
     cols["comment_stay_duration"] = stay
-    engagement = np.exp(w.quality[vid] * 2.0)
+    engagement = np.exp(w.feed_quality[vid] * 2.0)
     for name, rate in _DAILY_RATES:
         cols[name] = np.floor(play * rate * engagement * noise(0.7))
     for name, source in _USER_COUNTERS.items():
