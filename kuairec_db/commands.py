@@ -373,10 +373,18 @@ def register_bench(sub) -> None:
     p.add_argument(
         "--scale",
         dest="scales",
-        type=_scale_list,
+        type=_bench_scale_list,
         default=[0.25, 0.5, 1.0],
         metavar="S,S",
-        help="demo scales (default 0.25,0.5,1.0)",
+        help="demo scales (default 0.25,0.5,1.0; above 1 more users than KuaiRec, e.g. "
+        "1,2,4 for growth)",
+    )
+    p.add_argument(
+        "--no-model-floors",
+        dest="model_floors",
+        action="store_false",
+        help="skip the build with every model and each model's library floor (measured at "
+        "the largest scale up to 1.0)",
     )
     p.add_argument(
         "--out",
@@ -434,11 +442,18 @@ def _scale_list(text: str) -> list[float]:
     return values
 
 
+def _bench_scale_list(text: str) -> list[float]:
+    values = _float_list(text)
+    if any(not 0 < v <= 16 for v in values):
+        raise argparse.ArgumentTypeError("scales must be in (0, 16]")
+    return values
+
+
 def run_bench(args) -> int:
     from kuairec_db.bench import bench
 
     validate.check_threads(args.threads)
-    bench(args.scales, args.out, args.threads, args.memory_limit)
+    bench(args.scales, args.out, args.threads, args.memory_limit, args.model_floors)
     print((args.out / "bench.md").read_text(), end="")
     print(f"results: {args.out / 'bench.json'}")
     return 0
