@@ -3,14 +3,21 @@
 For each scale it measures, in the same run and on the same files:
 - the floor: a bare DuckDB scan of the two matrices (every column parsed) plus a bare ALS fit
   with the build's settings on the deduplicated big matrix, each in its own process;
-- the build (``--models popularity,als``) in its own process: wall time, peak RSS, and the
-  per-stage and per-model seconds it records in build_info;
+- the build (``--models popularity,als``) in its own process: wall time, CPU time, peak RSS,
+  and the per-stage and per-model seconds it records in build_info;
 - the aggregation floor: DuckDB reading both CSVs into tables, one group-by to (user, video)
   pairs, the CSR matrix and the bare ALS fit, in one process;
 - the seed notebook's pipeline written in pandas (``benchmarks/pandas_pipeline.py`` of the
-  checkout, when it is there): wall time and peak RSS, the yardstick a user compares with;
+  checkout, when it is there): wall time, CPU time and peak RSS, the yardstick a user compares
+  with;
 - a no-op rebuild (nothing changed) and the median latency of one user's recommendations.
-Writes bench.json and bench.md into --out.
+At the largest scale up to 1.0 also the model yardsticks: one build with every model (wall
+time, peak RSS, each model's seconds) and, for each model whose work is a library's (als, bpr,
+ease, itemknn), the bare library fit and top-N of every user with the build's settings on the
+build's own training matrix, and the model's ratio to it. Scales above 1.0 (more users than
+KuaiRec) show the growth: time and peak RSS per doubling of the data.
+CPU seconds are reported beside wall seconds: on a shared machine they move less with the load.
+Writes bench.json and bench.md into --out, after every scale.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from kuairec_db.schema import INTERACTION_COLUMNS
 
@@ -35,8 +43,15 @@ log = logging.getLogger(__name__)
 BUILD_MODELS = "popularity,als"
 
 
-def _run_measured(args: list[str], cwd: Path | None = None) -> tuple[float, float, str]:
-    """Run a Python subprocess; returns (wall seconds, its peak RSS in MB, its output)."""
+class Run(NamedTuple):
+    wall: float  # seconds
+    rss_mb: float  # the child's peak RSS
+    output: str
+    cpu: float  # the child's user + system seconds: less sensitive than wall to other jobs
+
+
+def _run_measured(args: list[str], cwd: Path | None = None) -> Run:
+    """Run a Python subprocess; returns its wall time, peak RSS, output and CPU time."""
     with tempfile.TemporaryFile("w+") as output:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -52,7 +67,7 @@ def _run_measured(args: list[str], cwd: Path | None = None) -> tuple[float, floa
         raise RuntimeError(
             f"{' '.join(args[:4])} failed ({proc.returncode}): {text.strip()[-500:]}"
         )
-    return wall, usage.ru_maxrss / 1024, text
+    return Run(wall, usage.ru_maxrss / 1024, text, usage.ru_utime + usage.ru_stime)
 
 
 _SCAN = """
@@ -216,22 +231,23 @@ def _floor(data: Path, threads: int) -> dict[str, float]:
     als = _ALS.format(
         columns=INTERACTION_COLUMNS, threads=threads, alpha=params.confidence_alpha, **settings
     )
-    _, scan_rss, out = _run_measured(["-c", scan, str(data)])
+    _, scan_rss, out, _ = _run_measured(["-c", scan, str(data)])
     scan_s = _seconds(out)
-    _, als_rss, out = _run_measured(["-c", als, str(data)])
+    _, als_rss, out, _ = _run_measured(["-c", als, str(data)])
     fit_s = _seconds(out)
     aggregation = _AGGREGATION_FLOOR.format(
         columns=INTERACTION_COLUMNS, threads=threads, alpha=params.confidence_alpha, **settings
     )
-    aggregation_wall, aggregation_rss, _ = _run_measured(["-c", aggregation, str(data)])
+    aggregation = _run_measured(["-c", aggregation, str(data)])
     return {
         "scan_seconds": scan_s,
         "als_fit_seconds": fit_s,
         "floor_seconds": scan_s + fit_s,
         "scan_peak_rss_mb": scan_rss,
         "als_peak_rss_mb": als_rss,
-        "aggregation_floor_seconds": aggregation_wall,
-        "aggregation_floor_peak_rss_mb": aggregation_rss,
+        "aggregation_floor_seconds": aggregation.wall,
+        "aggregation_floor_peak_rss_mb": aggregation.rss_mb,
+        "aggregation_floor_cpu_seconds": aggregation.cpu,
     }
 
 
@@ -240,8 +256,12 @@ def _pandas_pipeline(data: Path, threads: int) -> dict[str, float]:
     if not PANDAS_PIPELINE.is_file():
         log.info("no %s (an installed package): the pandas yardstick is left out", PANDAS_PIPELINE)
         return {}
-    wall, rss, _ = _run_measured([str(PANDAS_PIPELINE), str(data), "--threads", str(threads)])
-    return {"pandas_seconds": wall, "pandas_peak_rss_mb": rss}
+    run = _run_measured([str(PANDAS_PIPELINE), str(data), "--threads", str(threads)])
+    return {
+        "pandas_seconds": run.wall,
+        "pandas_peak_rss_mb": run.rss_mb,
+        "pandas_cpu_seconds": run.cpu,
+    }
 
 
 def _lookup_latency_ms(db: Path, n: int = 200) -> float:
@@ -325,7 +345,7 @@ def model_yardsticks(data: Path, out: Path, scale: float, threads: int, memory_l
     db = out / f"bench-{scale}-all-models.duckdb"
     db.unlink(missing_ok=True)
     log.info("scale %s: build with every model (%s)", scale, ",".join(names))
-    wall, rss, _ = _run_measured(_build_args(data, db, ",".join(names), threads, memory_limit))
+    run = _run_measured(_build_args(data, db, ",".join(names), threads, memory_limit))
     info = _build_info(db)
     models = {}
     for name in names:
@@ -336,7 +356,7 @@ def model_yardsticks(data: Path, out: Path, scale: float, threads: int, memory_l
         }
         if name in LIBRARY_FLOOR_MODELS:
             log.info("scale %s: the bare library floor of %s", scale, name)
-            _, floor_rss, text = _run_measured(["-c", _MODEL_FLOOR, str(db), name, str(threads)])
+            _, floor_rss, text, _ = _run_measured(["-c", _MODEL_FLOOR, str(db), name, str(threads)])
             floor_seconds = _seconds(text)
             entry.update(
                 floor_seconds=floor_seconds,
@@ -346,8 +366,9 @@ def model_yardsticks(data: Path, out: Path, scale: float, threads: int, memory_l
             )
         models[name] = entry
     return {
-        "all_models_build_seconds": wall,
-        "all_models_build_peak_rss_mb": rss,
+        "all_models_build_seconds": run.wall,
+        "all_models_build_peak_rss_mb": run.rss_mb,
+        "all_models_build_cpu_seconds": run.cpu,
         "models": models,
     }
 
@@ -368,9 +389,9 @@ def run_scale(
     db.unlink(missing_ok=True)
     build_args = _build_args(data, db, BUILD_MODELS, threads, memory_limit)
     log.info("scale %s: build", scale)
-    wall, rss, _ = _run_measured(build_args)
+    wall, rss, _, cpu = _run_measured(build_args)
     log.info("scale %s: no-op rebuild and lookups", scale)
-    noop_wall, _, _ = _run_measured(build_args)
+    noop_wall = _run_measured(build_args).wall
     info = _build_info(db)
     result = {
         "scale": scale,
@@ -380,10 +401,13 @@ def run_scale(
         **pandas,
         "build_seconds": wall,
         "build_peak_rss_mb": rss,
+        "build_cpu_seconds": cpu,
         "build_over_floor": wall / floor["floor_seconds"],
         "build_over_aggregation_floor": wall / floor["aggregation_floor_seconds"],
         "build_over_pandas": wall / pandas["pandas_seconds"] if pandas else None,
         "build_rss_over_pandas": rss / pandas["pandas_peak_rss_mb"] if pandas else None,
+        "build_cpu_over_aggregation_floor": cpu / floor["aggregation_floor_cpu_seconds"],
+        "build_cpu_over_pandas": cpu / pandas["pandas_cpu_seconds"] if pandas else None,
         "memory_limit": info.get("param.memory_limit"),
         "noop_rebuild_seconds": noop_wall,
         "lookup_median_ms": _lookup_latency_ms(db),
@@ -440,8 +464,9 @@ def _markdown(results: list[dict], machine: str) -> str:
     lines += [
         "",
         "| scale | aggregation floor s | build / aggregation floor | pandas pipeline s | "
-        "pandas peak RSS MB | build / pandas (time) | build / pandas (peak RSS) |",
-        "|---|---|---|---|---|---|---|",
+        "pandas peak RSS MB | build / pandas (time) | build / pandas (peak RSS) | "
+        "build / aggregation floor, CPU s | build / pandas, CPU s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         pandas = (
@@ -450,9 +475,11 @@ def _markdown(results: list[dict], machine: str) -> str:
             if r.get("pandas_seconds")
             else "- | - | - | -"
         )
+        pandas_cpu = f"{r['build_cpu_over_pandas']:.2f}" if r.get("pandas_seconds") else "-"
         lines.append(
             f"| {r['scale']} | {r['aggregation_floor_seconds']:.1f} | "
-            f"{r['build_over_aggregation_floor']:.2f} | {pandas} |"
+            f"{r['build_over_aggregation_floor']:.2f} | {pandas} | "
+            f"{r['build_cpu_over_aggregation_floor']:.2f} | {pandas_cpu} |"
         )
     for r in results:
         if "models" not in r:

@@ -364,10 +364,13 @@ def register_bench(sub) -> None:
         "measures a bare DuckDB scan plus a bare ALS fit (the floor), the aggregation floor "
         "(tables, one group-by, the ALS fit) and the seed's pipeline in pandas "
         "(benchmarks/pandas_pipeline.py, in a checkout), then the build with popularity and "
-        "ALS (wall time, peak RSS, per stage), a no-op rebuild and one user's lookup. Writes "
+        "ALS (wall time, CPU time, peak RSS, per stage), a no-op rebuild and one user's lookup; "
+        "at the largest scale up to 1.0 a build with every model and each library model's "
+        "bare fit and top-N (its floor); scales above 1.0 show the growth per doubling. Writes "
         "bench.json and bench.md.",
-        epilog="examples:\n  python -m kuairec_db bench --scale 1.0   (about 4 minutes once the "
-        "data exists, 5 the first time)\n"
+        epilog="examples:\n  python -m kuairec_db bench --scale 1.0   (about 12 minutes once the "
+        "data exists, 13 the first time)\n"
+        "  python -m kuairec_db bench --scale 1,2,4   (the growth: 12.5M, 25M, 50M rows)\n"
         "  python -m kuairec_db bench   (scales 0.25, 0.5 and 1.0: about twice that)",
     )
     p.add_argument(

@@ -37,7 +37,37 @@ def test_bench_measures_floor_build_noop_and_growth(tmp_path):
         for scale in results
     }
     assert 1.6 < sizes[0.02] / sizes[0.01] < 2.4
+    for r in results.values():
+        assert r["build_cpu_seconds"] > 0 and r["pandas_cpu_seconds"] > 0
+        assert r["build_cpu_over_pandas"] == r["build_cpu_seconds"] / r["pandas_cpu_seconds"]
+    # item 5: the growth from one scale to the next, per doubling of the data
+    (step,) = report["growth"]
+    assert (step["from_scale"], step["to_scale"]) == (0.01, 0.02)
+    assert step["build_time_per_doubling"] == (
+        results[0.02]["build_seconds"] / results[0.01]["build_seconds"]
+    )
+    assert 1.6 < step["csv_bytes_per_doubling"] < 2.4
+    # the model yardsticks at the largest scale up to 1.0 only: every model in one build, and
+    # each library model against the bare library fit and top-N with the same settings
+    assert "models" not in results[0.01]
+    full = results[0.02]
+    assert full["all_models_build_seconds"] > 0 and full["all_models_build_peak_rss_mb"] > 50
+    models = full["models"]
+    assert {"popularity", "als", "bpr", "ease", "itemknn", "hybrid", "two_stage"} <= set(models)
+    for name in ("als", "bpr", "ease", "itemknn"):
+        m = models[name]
+        assert 0 < m["floor_fit_seconds"] <= m["floor_seconds"], name
+        assert m["over_floor"] == m["seconds"] / m["floor_seconds"], name
+    assert "floor_seconds" not in models["hybrid"] and "floor_seconds" not in models["popularity"]
     markdown = (out / "bench.md").read_text()
-    assert "| 0.02 |" in markdown and "Growth 0.01 -> 0.02:" in markdown
-    assert "build / pandas (time)" in markdown
+    assert "| 0.02 |" in markdown and "| 0.01 -> 0.02 |" in markdown
+    assert "build / pandas (time)" in markdown and "| model / floor |" in markdown
+    assert "\n| ease |" in markdown
     assert markdown in result.stdout
+
+
+def test_bench_refuses_a_scale_out_of_range(tmp_path):
+    result = run_cli("bench", "--scale", "1,17", "--out", str(tmp_path / "b"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "scales must be in (0, 16]" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "b").exists()
