@@ -335,13 +335,12 @@ def _timed(info: dict[str, str], prefix: str, suffix: str = ".seconds") -> dict[
     }
 
 
-def model_yardsticks(data: Path, out: Path, scale: float, threads: int, memory_limit) -> dict:
-    """Every model in one build (wall, peak RSS, each model's seconds), then each library
+def model_yardsticks(
+    data: Path, out: Path, scale: float, threads: int, memory_limit, names: list[str]
+) -> dict:
+    """The models NAMES in one build (wall, peak RSS, each model's seconds), then each library
     model's floor: the bare library fit and top-N of every user with the build's settings, on
     the build's own training matrix, in its own process."""
-    from kuairec_db.hooks import discover
-
-    names = list(discover())
     db = out / f"bench-{scale}-all-models.duckdb"
     db.unlink(missing_ok=True)
     log.info("scale %s: build with every model (%s)", scale, ",".join(names))
@@ -374,7 +373,11 @@ def model_yardsticks(data: Path, out: Path, scale: float, threads: int, memory_l
 
 
 def run_scale(
-    scale: float, out: Path, threads: int, memory_limit: str | None, with_models: bool = False
+    scale: float,
+    out: Path,
+    threads: int,
+    memory_limit: str | None,
+    models: list[str] | None = None,
 ) -> dict:
     data = out / f"data-{scale}-full-catalogue"
     if not (data / "big_matrix.csv").is_file():
@@ -416,8 +419,8 @@ def run_scale(
         "model_seconds": _timed(info, "model."),
         "als_fit_in_build_seconds": float(info.get("model.als.fit_seconds", "nan")),
     }
-    if with_models:
-        result.update(model_yardsticks(data, out, scale, threads, memory_limit))
+    if models:
+        result.update(model_yardsticks(data, out, scale, threads, memory_limit, models))
     return result
 
 
@@ -541,16 +544,21 @@ def bench(
     out: Path,
     threads: int,
     memory_limit: str | None,
-    model_floors: bool = True,
+    models: list[str] | None = None,
 ) -> list[dict]:
-    """Every scale in turn; the model yardsticks (every model's build and library floor) at
-    the largest scale up to 1.0, the real KuaiRec shape."""
+    """Every scale in turn; the model yardsticks of MODELS (default every model; [] for none:
+    their build and library floors) at the largest scale up to 1.0, the real KuaiRec shape."""
+    from kuairec_db.hooks import discover
+
     out.mkdir(parents=True, exist_ok=True)
+    models = list(discover()) if models is None else models
     within = [s for s in scales if s <= 1.0]
-    models_scale = max(within) if model_floors and within else None
+    models_scale = max(within) if models and within else None
     results = []
     for scale in scales:
-        result = run_scale(scale, out, threads, memory_limit, with_models=scale == models_scale)
+        result = run_scale(
+            scale, out, threads, memory_limit, models if scale == models_scale else None
+        )
         results.append(result)
         log.info(
             "scale %s: build %.1f s, floor %.1f s (ratio %.2f), peak RSS %.0f MB",

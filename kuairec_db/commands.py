@@ -383,11 +383,16 @@ def register_bench(sub) -> None:
         "1,2,4 for growth)",
     )
     p.add_argument(
+        "--models",
+        metavar="M,M",
+        help="the models of the model yardsticks (default every model): their build and each "
+        "library model's floor, at the largest scale up to 1.0",
+    )
+    p.add_argument(
         "--no-model-floors",
         dest="model_floors",
         action="store_false",
-        help="skip the build with every model and each model's library floor (measured at "
-        "the largest scale up to 1.0)",
+        help="skip the model yardsticks",
     )
     p.add_argument(
         "--out",
@@ -456,7 +461,16 @@ def run_bench(args) -> int:
     from kuairec_db.bench import bench
 
     validate.check_threads(args.threads)
-    bench(args.scales, args.out, args.threads, args.memory_limit, args.model_floors)
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    if models:
+        from kuairec_db.hooks import discover
+
+        unknown = sorted(set(models) - set(discover()))
+        if unknown:
+            raise UserError(f"--models: unknown model(s) {', '.join(unknown)}")
+    bench(
+        args.scales, args.out, args.threads, args.memory_limit, models if args.model_floors else []
+    )
     print((args.out / "bench.md").read_text(), end="")
     print(f"results: {args.out / 'bench.json'}")
     return 0
