@@ -48,7 +48,7 @@ def test_bench_measures_floor_build_noop_and_growth(tmp_path):
     assert step["build_time_per_doubling"] == (
         results[0.02]["build_seconds"] / results[0.01]["build_seconds"]
     )
-    assert 1.6 < step["csv_bytes_per_doubling"] < 2.4
+    assert 1.6 < step["big_matrix_rows_per_doubling"] < 2.4
     markdown = (out / "bench.md").read_text()
     assert "| 0.02 |" in markdown and "| 0.01 -> 0.02 |" in markdown
     assert "build / pandas (time)" in markdown and "| model / floor |" not in markdown
