@@ -166,7 +166,8 @@ if name in ("als", "bpr", "itemknn"):
             calculate_training_loss=False)
     elif name == "bpr":
         from implicit.cpu.bpr import BayesianPersonalizedRanking
-        auto = int(min(100, max(1, round(50_000_000 / max(matrix.nnz, 1)))))
+        from kuairec_db.hooks import discover, load_module
+        auto = load_module(discover()["bpr"]).auto_iterations(matrix.nnz)
         model = BayesianPersonalizedRanking(
             factors=settings["factors"], learning_rate=settings["learning_rate"],
             regularization=settings["regularization"],
