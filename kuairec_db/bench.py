@@ -190,7 +190,7 @@ elif name == "ease":
         x = matrix.toarray()
         gram = x.T @ x
         gram[np.diag_indices_from(gram)] += settings["l2"]
-        factor, _ = lapack.spotrf(gram, lower=True, overwrite_a=True)
+        factor, _ = lapack.spotrf(gram.T, lower=True, overwrite_a=True, clean=False)
         inverse, _ = lapack.spotri(factor, lower=True, overwrite_c=True)
         inverse = np.tril(inverse) + np.tril(inverse, -1).T
         weights = inverse / -np.diag(inverse)
