@@ -3,20 +3,28 @@
 For each scale it measures, in the same run and on the same files:
 - the floor: a bare DuckDB scan of the two matrices (every column parsed) plus a bare ALS fit
   with the build's settings on the deduplicated big matrix, each in its own process;
-- the build (``--models popularity,als``) in its own process: wall time, peak RSS, and the
-  per-stage and per-model seconds it records in build_info;
+- the build (``--models popularity,als``) in its own process: wall time, CPU time, peak RSS,
+  and the per-stage and per-model seconds it records in build_info;
 - the aggregation floor: DuckDB reading both CSVs into tables, one group-by to (user, video)
   pairs, the CSR matrix and the bare ALS fit, in one process;
 - the seed notebook's pipeline written in pandas (``benchmarks/pandas_pipeline.py`` of the
-  checkout, when it is there): wall time and peak RSS, the yardstick a user compares with;
+  checkout, when it is there): wall time, CPU time and peak RSS, the yardstick a user compares
+  with;
 - a no-op rebuild (nothing changed) and the median latency of one user's recommendations.
-Writes bench.json and bench.md into --out.
+At the largest scale up to 1.0 also the model yardsticks: one build with every model (wall
+time, peak RSS, each model's seconds) and, for each model whose work is a library's (als, bpr,
+ease, itemknn), the bare library fit and top-N of every user with the build's settings on the
+build's own training matrix, and the model's ratio to it. Scales above 1.0 (more users than
+KuaiRec) show the growth: time and peak RSS per doubling of the data.
+CPU seconds are reported beside wall seconds: on a shared machine they move less with the load.
+Writes bench.json and bench.md into --out, after every scale.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import re
@@ -26,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from kuairec_db.schema import INTERACTION_COLUMNS
 
@@ -34,8 +43,15 @@ log = logging.getLogger(__name__)
 BUILD_MODELS = "popularity,als"
 
 
-def _run_measured(args: list[str], cwd: Path | None = None) -> tuple[float, float, str]:
-    """Run a Python subprocess; returns (wall seconds, its peak RSS in MB, its output)."""
+class Run(NamedTuple):
+    wall: float  # seconds
+    rss_mb: float  # the child's peak RSS
+    output: str
+    cpu: float  # the child's user + system seconds: less sensitive than wall to other jobs
+
+
+def _run_measured(args: list[str], cwd: Path | None = None) -> Run:
+    """Run a Python subprocess; returns its wall time, peak RSS, output and CPU time."""
     with tempfile.TemporaryFile("w+") as output:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -51,7 +67,7 @@ def _run_measured(args: list[str], cwd: Path | None = None) -> tuple[float, floa
         raise RuntimeError(
             f"{' '.join(args[:4])} failed ({proc.returncode}): {text.strip()[-500:]}"
         )
-    return wall, usage.ru_maxrss / 1024, text
+    return Run(wall, usage.ru_maxrss / 1024, text, usage.ru_utime + usage.ru_stime)
 
 
 _SCAN = """
@@ -122,6 +138,80 @@ with threadpool_limits(1, "blas"):
 print(f"SECONDS {{time.perf_counter() - started:.3f}}")
 """
 
+_MODEL_FLOOR = """
+import json, sys, time, duckdb, numpy as np, scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+db, name, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+con = duckdb.connect(db, read_only=True)
+info = dict(con.execute("select key, value from build_info").fetchall())
+settings = json.loads(info["model." + name + ".settings"])
+top_n = int(info.get("param.top_n", 100))
+seed = int(info.get("param.seed", 42))
+rows, cols, vals = con.execute(
+    "select u.user_index, i.item_index, t.confidence::float from int_train_interactions as t "
+    "inner join int_user_index as u using (user_id) inner join int_item_index as i using (video_id)"
+).fetchnumpy().values()
+shape = (con.execute("select count(*) from int_user_index").fetchone()[0],
+         con.execute("select count(*) from int_item_index").fetchone()[0])
+con.close()
+matrix = sp.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=shape)
+users = np.arange(shape[0])
+started = time.perf_counter()
+if name in ("als", "bpr", "itemknn"):
+    if name == "als":
+        from implicit.cpu.als import AlternatingLeastSquares
+        model = AlternatingLeastSquares(
+            factors=settings["factors"], regularization=settings["regularization"],
+            iterations=settings["iterations"], random_state=seed, num_threads=threads,
+            calculate_training_loss=False)
+    elif name == "bpr":
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+        from kuairec_db.hooks import discover, load_module
+        auto = load_module(discover()["bpr"]).auto_iterations(matrix.nnz)
+        model = BayesianPersonalizedRanking(
+            factors=settings["factors"], learning_rate=settings["learning_rate"],
+            regularization=settings["regularization"],
+            iterations=settings["iterations"] or auto, random_state=seed,
+            num_threads=settings["fit_threads"], verify_negative_samples=True)
+    else:
+        from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+        model = (CosineRecommender(K=settings["K"], num_threads=threads)
+                 if settings["weighting"] == "cosine" else
+                 BM25Recommender(K=settings["K"], K1=settings["K1"], B=settings["B"],
+                                 num_threads=threads))
+    with threadpool_limits(1, "blas"):
+        model.fit(matrix, show_progress=False)
+        fitted = time.perf_counter()
+        ids, scores = model.recommend(users, matrix[users], N=top_n,
+                                      filter_already_liked_items=True)
+elif name == "ease":
+    from scipy.linalg import lapack
+    with threadpool_limits(threads, "blas"):
+        x = matrix.toarray()
+        gram = x.T @ x
+        gram[np.diag_indices_from(gram)] += settings["l2"]
+        factor, _ = lapack.spotrf(gram.T, lower=True, overwrite_a=True, clean=False)
+        inverse, _ = lapack.spotri(factor, lower=True, overwrite_c=True)
+        inverse = np.tril(inverse) + np.tril(inverse, -1).T
+        weights = inverse / -np.diag(inverse)
+        np.fill_diagonal(weights, 0)
+        fitted = time.perf_counter()
+        for start in range(0, shape[0], 1024):
+            batch = x[start:start + 1024] @ weights
+            batch[x[start:start + 1024] != 0] = -np.inf
+            top = np.argpartition(-batch, top_n - 1, axis=1)[:, :top_n]
+            np.take_along_axis(batch, top, 1).argsort(axis=1)
+else:
+    raise SystemExit(f"no library floor for {name}")
+done = time.perf_counter()
+print(f"FIT {fitted - started:.3f}")
+print(f"SECONDS {done - started:.3f}")
+"""
+
+# Models whose library work the bench repeats bare (_MODEL_FLOOR); the others (hybrid,
+# video_quality, two_stage, the SQL models) are their own code, so their recorded fit is shown.
+LIBRARY_FLOOR_MODELS = ("als", "bpr", "ease", "itemknn")
+
 PANDAS_PIPELINE = Path(__file__).resolve().parents[1] / "benchmarks" / "pandas_pipeline.py"
 
 
@@ -142,22 +232,23 @@ def _floor(data: Path, threads: int) -> dict[str, float]:
     als = _ALS.format(
         columns=INTERACTION_COLUMNS, threads=threads, alpha=params.confidence_alpha, **settings
     )
-    _, scan_rss, out = _run_measured(["-c", scan, str(data)])
+    _, scan_rss, out, _ = _run_measured(["-c", scan, str(data)])
     scan_s = _seconds(out)
-    _, als_rss, out = _run_measured(["-c", als, str(data)])
+    _, als_rss, out, _ = _run_measured(["-c", als, str(data)])
     fit_s = _seconds(out)
     aggregation = _AGGREGATION_FLOOR.format(
         columns=INTERACTION_COLUMNS, threads=threads, alpha=params.confidence_alpha, **settings
     )
-    aggregation_wall, aggregation_rss, _ = _run_measured(["-c", aggregation, str(data)])
+    aggregation = _run_measured(["-c", aggregation, str(data)])
     return {
         "scan_seconds": scan_s,
         "als_fit_seconds": fit_s,
         "floor_seconds": scan_s + fit_s,
         "scan_peak_rss_mb": scan_rss,
         "als_peak_rss_mb": als_rss,
-        "aggregation_floor_seconds": aggregation_wall,
-        "aggregation_floor_peak_rss_mb": aggregation_rss,
+        "aggregation_floor_seconds": aggregation.wall,
+        "aggregation_floor_peak_rss_mb": aggregation.rss_mb,
+        "aggregation_floor_cpu_seconds": aggregation.cpu,
     }
 
 
@@ -166,8 +257,12 @@ def _pandas_pipeline(data: Path, threads: int) -> dict[str, float]:
     if not PANDAS_PIPELINE.is_file():
         log.info("no %s (an installed package): the pandas yardstick is left out", PANDAS_PIPELINE)
         return {}
-    wall, rss, _ = _run_measured([str(PANDAS_PIPELINE), str(data), "--threads", str(threads)])
-    return {"pandas_seconds": wall, "pandas_peak_rss_mb": rss}
+    run = _run_measured([str(PANDAS_PIPELINE), str(data), "--threads", str(threads)])
+    return {
+        "pandas_seconds": run.wall,
+        "pandas_peak_rss_mb": run.rss_mb,
+        "pandas_cpu_seconds": run.cpu,
+    }
 
 
 def _lookup_latency_ms(db: Path, n: int = 200) -> float:
@@ -193,17 +288,102 @@ def _lookup_latency_ms(db: Path, n: int = 200) -> float:
     return statistics.median(times)
 
 
-def run_scale(scale: float, out: Path, threads: int, memory_limit: str | None) -> dict:
+def _generate(data: Path, scale: float) -> None:
+    """The demo data of SCALE in DATA, in a child process.
+
+    A child's peak RSS starts from its parent's size at fork, so this process must stay small
+    for the measurements. The full catalogue at every scale: rows (and work) grow in proportion
+    to the scale, so growth is visible; above 1.0 there are more users than KuaiRec has.
+    """
+    script = (
+        "import sys; from pathlib import Path; from kuairec_db import demo; "
+        "demo.generate(Path(sys.argv[1]), scale=float(sys.argv[2]), full_catalogue=True)"
+    )
+    _run_measured(["-c", script, str(data), str(scale)])
+
+
+def _build_args(data: Path, db: Path, models: str, threads: int, memory_limit: str | None):
+    args = ["-m", "kuairec_db", "-q", "build", "--data", str(data), "--db", str(db)]
+    args += ["--models", models, "--threads", str(threads)]
+    return args + (["--memory-limit", memory_limit] if memory_limit else [])
+
+
+def _build_info(db: Path) -> dict[str, str]:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return dict(con.execute("select key, value from build_info").fetchall())
+    finally:
+        con.close()
+
+
+def _big_matrix_rows(db: Path) -> int:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return int(con.execute("select sum(n_log_rows) from int_big_matrix_events").fetchone()[0])
+    finally:
+        con.close()
+
+
+def _timed(info: dict[str, str], prefix: str, suffix: str = ".seconds") -> dict[str, float]:
+    return {
+        k.split(".")[1]: float(v)
+        for k, v in info.items()
+        if k.startswith(prefix) and k.endswith(suffix)
+    }
+
+
+def model_yardsticks(
+    data: Path, out: Path, scale: float, threads: int, memory_limit, names: list[str]
+) -> dict:
+    """The models NAMES in one build (wall, peak RSS, each model's seconds), then each library
+    model's floor: the bare library fit and top-N of every user with the build's settings, on
+    the build's own training matrix, in its own process."""
+    db = out / f"bench-{scale}-all-models.duckdb"
+    db.unlink(missing_ok=True)
+    log.info("scale %s: build with every model (%s)", scale, ",".join(names))
+    run = _run_measured(_build_args(data, db, ",".join(names), threads, memory_limit))
+    info = _build_info(db)
+    models = {}
+    for name in names:
+        seconds = float(info.get(f"model.{name}.seconds", "nan"))
+        entry = {
+            "seconds": seconds,
+            "fit_seconds": float(info.get(f"model.{name}.fit_seconds", "nan")),
+        }
+        if name in LIBRARY_FLOOR_MODELS:
+            log.info("scale %s: the bare library floor of %s", scale, name)
+            _, floor_rss, text, _ = _run_measured(["-c", _MODEL_FLOOR, str(db), name, str(threads)])
+            floor_seconds = _seconds(text)
+            entry.update(
+                floor_seconds=floor_seconds,
+                floor_fit_seconds=float(re.findall(r"FIT ([0-9.]+)", text)[-1]),
+                floor_peak_rss_mb=floor_rss,
+                over_floor=seconds / floor_seconds,
+            )
+        models[name] = entry
+    return {
+        "all_models_build_seconds": run.wall,
+        "all_models_build_peak_rss_mb": run.rss_mb,
+        "all_models_build_cpu_seconds": run.cpu,
+        "models": models,
+    }
+
+
+def run_scale(
+    scale: float,
+    out: Path,
+    threads: int,
+    memory_limit: str | None,
+    models: list[str] | None = None,
+) -> dict:
     data = out / f"data-{scale}-full-catalogue"
     if not (data / "big_matrix.csv").is_file():
         log.info("scale %s: generating the demo data in %s", scale, data)
-        # In a child process: a child's peak RSS starts from its parent's size at fork, so
-        # this process must stay small for the measurements below. The full catalogue at
-        # every scale: rows (and work) grow in proportion to the scale, so growth is visible.
-        _run_measured(
-            ["-m", "kuairec_db", "-q", "demo", "--out", str(data), "--scale", str(scale)]
-            + ["--full-catalogue"]
-        )
+        _generate(data, scale)
     sizes = {p.name: p.stat().st_size for p in data.glob("*.csv")}
     log.info("scale %s: floor (bare scan + bare ALS fit)", scale)
     floor = _floor(data, threads)
@@ -211,59 +391,63 @@ def run_scale(scale: float, out: Path, threads: int, memory_limit: str | None) -
     pandas = _pandas_pipeline(data, threads)
     db = out / f"bench-{scale}.duckdb"
     db.unlink(missing_ok=True)
-    build_args = [
-        "-m",
-        "kuairec_db",
-        "-q",
-        "build",
-        "--data",
-        str(data),
-        "--db",
-        str(db),
-        "--models",
-        BUILD_MODELS,
-        "--threads",
-        str(threads),
-    ]
-    if memory_limit:
-        build_args += ["--memory-limit", memory_limit]
+    build_args = _build_args(data, db, BUILD_MODELS, threads, memory_limit)
     log.info("scale %s: build", scale)
-    wall, rss, _ = _run_measured(build_args)
+    wall, rss, _, cpu = _run_measured(build_args)
     log.info("scale %s: no-op rebuild and lookups", scale)
-    noop_wall, _, _ = _run_measured(build_args)
-    import duckdb
-
-    con = duckdb.connect(str(db), read_only=True)
-    info = dict(con.execute("select key, value from build_info").fetchall())
-    con.close()
-    stage_seconds = {
-        k.split(".")[1]: float(v)
-        for k, v in info.items()
-        if k.startswith("stage.") and k.endswith(".seconds")
-    }
-    model_seconds = {
-        k.split(".")[1]: float(v)
-        for k, v in info.items()
-        if k.startswith("model.") and k.endswith(".seconds")
-    }
-    return {
+    noop_wall = _run_measured(build_args).wall
+    info = _build_info(db)
+    result = {
         "scale": scale,
         "csv_bytes": sum(sizes.values()),
+        "big_matrix_rows": _big_matrix_rows(db),
         **floor,
         **pandas,
         "build_seconds": wall,
         "build_peak_rss_mb": rss,
+        "build_cpu_seconds": cpu,
         "build_over_floor": wall / floor["floor_seconds"],
         "build_over_aggregation_floor": wall / floor["aggregation_floor_seconds"],
         "build_over_pandas": wall / pandas["pandas_seconds"] if pandas else None,
         "build_rss_over_pandas": rss / pandas["pandas_peak_rss_mb"] if pandas else None,
+        "build_cpu_over_aggregation_floor": cpu / floor["aggregation_floor_cpu_seconds"],
+        "build_cpu_over_pandas": cpu / pandas["pandas_cpu_seconds"] if pandas else None,
+        "memory_limit": info.get("param.memory_limit"),
         "noop_rebuild_seconds": noop_wall,
         "lookup_median_ms": _lookup_latency_ms(db),
         "db_bytes": db.stat().st_size,
-        "stage_seconds": stage_seconds,
-        "model_seconds": model_seconds,
+        "stage_seconds": _timed(info, "stage."),
+        "model_seconds": _timed(info, "model."),
         "als_fit_in_build_seconds": float(info.get("model.als.fit_seconds", "nan")),
     }
+    if models:
+        result.update(model_yardsticks(data, out, scale, threads, memory_limit, models))
+    return result
+
+
+def growth(results: list[dict]) -> list[dict]:
+    """Per step between consecutive scales: the factor per doubling of the data,
+    (t2 / t1) ** (1 / log2(s2 / s1)), of the build's time and peak RSS and of the floor."""
+    steps = []
+    by_scale = sorted(results, key=lambda r: r["scale"])
+    for small, large in zip(by_scale, by_scale[1:]):
+        doublings = math.log2(large["scale"] / small["scale"])
+
+        def per_doubling(key: str, small=small, large=large, doublings=doublings) -> float:
+            return (large[key] / small[key]) ** (1 / doublings)
+
+        steps.append(
+            {
+                "from_scale": small["scale"],
+                "to_scale": large["scale"],
+                "build_time_per_doubling": per_doubling("build_seconds"),
+                "build_rss_per_doubling": per_doubling("build_peak_rss_mb"),
+                "aggregation_floor_per_doubling": per_doubling("aggregation_floor_seconds"),
+                "big_matrix_rows_per_doubling": per_doubling("big_matrix_rows"),
+                "csv_bytes_per_doubling": per_doubling("csv_bytes"),
+            }
+        )
+    return steps
 
 
 def _markdown(results: list[dict], machine: str) -> str:
@@ -285,8 +469,9 @@ def _markdown(results: list[dict], machine: str) -> str:
     lines += [
         "",
         "| scale | aggregation floor s | build / aggregation floor | pandas pipeline s | "
-        "pandas peak RSS MB | build / pandas (time) | build / pandas (peak RSS) |",
-        "|---|---|---|---|---|---|---|",
+        "pandas peak RSS MB | build / pandas (time) | build / pandas (peak RSS) | "
+        "build / aggregation floor, CPU s | build / pandas, CPU s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         pandas = (
@@ -295,23 +480,48 @@ def _markdown(results: list[dict], machine: str) -> str:
             if r.get("pandas_seconds")
             else "- | - | - | -"
         )
+        pandas_cpu = f"{r['build_cpu_over_pandas']:.2f}" if r.get("pandas_seconds") else "-"
         lines.append(
             f"| {r['scale']} | {r['aggregation_floor_seconds']:.1f} | "
-            f"{r['build_over_aggregation_floor']:.2f} | {pandas} |"
+            f"{r['build_over_aggregation_floor']:.2f} | {pandas} | "
+            f"{r['build_cpu_over_aggregation_floor']:.2f} | {pandas_cpu} |"
         )
-    by_scale = sorted(results, key=lambda r: r["scale"])
-    if len(by_scale) >= 2:
-        # from the second largest scale to the largest (0.5 -> 1.0 by default)
-        half, full = by_scale[-2], by_scale[-1]
+    for r in results:
+        if "models" not in r:
+            continue
         lines += [
             "",
-            f"Growth {half['scale']} -> {full['scale']}: "
-            f"{full['build_seconds'] / half['build_seconds']:.2f}x build time, "
-            f"{full['floor_seconds'] / half['floor_seconds']:.2f}x floor, "
-            f"{full['csv_bytes'] / half['csv_bytes']:.2f}x CSV bytes.",
+            f"Every model at scale {r['scale']}: one build {r['all_models_build_seconds']:.1f} s, "
+            f"peak RSS {r['all_models_build_peak_rss_mb']:.0f} MB. A library floor is the bare "
+            "library fit and top-N of every user with the same settings, in its own process.",
+            "",
+            "| model | in the build s | its fit s | library floor s (fit) | model / floor |",
+            "|---|---|---|---|---|",
+        ]
+        for name, m in sorted(r["models"].items(), key=lambda kv: -kv[1]["seconds"]):
+            floor = (
+                f"{m['floor_seconds']:.1f} ({m['floor_fit_seconds']:.1f}) | {m['over_floor']:.2f}"
+                if "floor_seconds" in m
+                else "- | -"
+            )
+            fit = "-" if math.isnan(m["fit_seconds"]) else f"{m['fit_seconds']:.1f}"
+            lines.append(f"| {name} | {m['seconds']:.1f} | {fit} | {floor} |")
+    steps = growth(results)
+    if steps:
+        lines += [
+            "",
+            "| scales | build time per doubling | build peak RSS per doubling | "
+            "aggregation floor per doubling | big-matrix rows per doubling |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {s['from_scale']} -> {s['to_scale']} | {s['build_time_per_doubling']:.2f}x | "
+            f"{s['build_rss_per_doubling']:.2f}x | {s['aggregation_floor_per_doubling']:.2f}x | "
+            f"{s['big_matrix_rows_per_doubling']:.2f}x |"
+            for s in steps
         ]
     slowest = max(results, key=lambda r: r["scale"])
-    lines += ["", f"Slowest stages at scale {slowest['scale']}:", ""]
+    lines += ["", f"Slowest stages of the popularity,als build at scale {slowest['scale']}:", ""]
     timed = sorted(
         {
             **slowest["stage_seconds"],
@@ -331,11 +541,26 @@ def machine_description() -> str:
     )
 
 
-def bench(scales: list[float], out: Path, threads: int, memory_limit: str | None) -> list[dict]:
+def bench(
+    scales: list[float],
+    out: Path,
+    threads: int,
+    memory_limit: str | None,
+    models: list[str] | None = None,
+) -> list[dict]:
+    """Every scale in turn; the model yardsticks of MODELS (default every model; [] for none:
+    their build and library floors) at the largest scale up to 1.0, the real KuaiRec shape."""
+    from kuairec_db.hooks import discover
+
     out.mkdir(parents=True, exist_ok=True)
+    models = list(discover()) if models is None else models
+    within = [s for s in scales if s <= 1.0]
+    models_scale = max(within) if models and within else None
     results = []
     for scale in scales:
-        result = run_scale(scale, out, threads, memory_limit)
+        result = run_scale(
+            scale, out, threads, memory_limit, models if scale == models_scale else None
+        )
         results.append(result)
         log.info(
             "scale %s: build %.1f s, floor %.1f s (ratio %.2f), peak RSS %.0f MB",
@@ -345,7 +570,13 @@ def bench(scales: list[float], out: Path, threads: int, memory_limit: str | None
             result["build_over_floor"],
             result["build_peak_rss_mb"],
         )
-    machine = machine_description()
-    (out / "bench.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
-    (out / "bench.md").write_text(_markdown(results, machine))
+        # written after every scale, so a long run that stops keeps what it measured
+        _write(out, results)
     return results
+
+
+def _write(out: Path, results: list[dict]) -> None:
+    machine = machine_description()
+    document = {"machine": machine, "results": results, "growth": growth(results)}
+    (out / "bench.json").write_text(json.dumps(document, indent=2))
+    (out / "bench.md").write_text(_markdown(results, machine))

@@ -9,7 +9,9 @@ from tests.conftest import run_cli
 
 def test_bench_measures_floor_build_noop_and_growth(tmp_path):
     out = tmp_path / "bench-out"
-    result = run_cli("bench", "--scale", "0.01,0.02", "--out", str(out), cwd=tmp_path)
+    result = run_cli(
+        "bench", "--scale", "0.01,0.02", "--no-model-floors", "--out", str(out), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "bench.json").read_text())
     assert report["machine"]
@@ -37,7 +39,55 @@ def test_bench_measures_floor_build_noop_and_growth(tmp_path):
         for scale in results
     }
     assert 1.6 < sizes[0.02] / sizes[0.01] < 2.4
+    for r in results.values():
+        assert r["build_cpu_seconds"] > 0 and r["pandas_cpu_seconds"] > 0
+        assert r["build_cpu_over_pandas"] == r["build_cpu_seconds"] / r["pandas_cpu_seconds"]
+    # item 5: the growth from one scale to the next, per doubling of the data
+    (step,) = report["growth"]
+    assert (step["from_scale"], step["to_scale"]) == (0.01, 0.02)
+    assert step["build_time_per_doubling"] == (
+        results[0.02]["build_seconds"] / results[0.01]["build_seconds"]
+    )
+    assert 1.6 < step["big_matrix_rows_per_doubling"] < 2.4
     markdown = (out / "bench.md").read_text()
-    assert "| 0.02 |" in markdown and "Growth 0.01 -> 0.02:" in markdown
-    assert "build / pandas (time)" in markdown
+    assert "| 0.02 |" in markdown and "| 0.01 -> 0.02 |" in markdown
+    assert "build / pandas (time)" in markdown and "| model / floor |" not in markdown
     assert markdown in result.stdout
+
+
+def test_bench_measures_every_model_against_its_library_floor(tmp_path):
+    out = tmp_path / "bench-out"
+    # the full catalogue even at 0.01: ease's 10,728-video inverse alone takes minutes, so the
+    # test picks models (the default is every model)
+    models = "popularity,als,itemknn,hybrid"
+    result = run_cli(
+        "bench", "--scale", "0.01", "--models", models, "--out", str(out), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    (full,) = json.loads((out / "bench.json").read_text())["results"]
+    # the models in one build, and each library model against the bare library fit and top-N
+    # of every user with the same settings
+    assert full["all_models_build_seconds"] > 0 and full["all_models_build_peak_rss_mb"] > 50
+    models = full["models"]
+    assert set(models) == {"popularity", "als", "itemknn", "hybrid"}
+    for name in ("als", "itemknn"):
+        m = models[name]
+        assert 0 < m["floor_fit_seconds"] <= m["floor_seconds"], name
+        assert m["over_floor"] == m["seconds"] / m["floor_seconds"], name
+    assert "floor_seconds" not in models["hybrid"] and "floor_seconds" not in models["popularity"]
+    markdown = (out / "bench.md").read_text()
+    assert "| model / floor |" in markdown and "\n| itemknn |" in markdown
+
+
+def test_bench_refuses_an_unknown_model(tmp_path):
+    result = run_cli("bench", "--models", "als,nope", "--out", str(tmp_path / "b"), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "nope" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_bench_refuses_a_scale_out_of_range(tmp_path):
+    result = run_cli("bench", "--scale", "1,17", "--out", str(tmp_path / "b"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "scales must be in (0, 16]" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "b").exists()

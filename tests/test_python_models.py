@@ -220,6 +220,25 @@ def test_bpr_writes_factors_whose_dot_product_is_the_score():
     assert counts == (len(held_out), len(videos))
 
 
+def test_bpr_on_several_threads_is_reproducible_and_still_learns():
+    """fit_threads = 2: user shards merged in shard order give the same rows on every run,
+    and, like the one-thread fit, rank each user's held-out video above the other group's."""
+    train, truth, videos, held_out, *_ = checkerboard()
+    runs = []
+    for _ in range(3):
+        con = toy_db(train, truth, videos, top_n=10)
+        run(con, "bpr", {"fit_threads": 2})
+        runs.append(all_rows(con, "bpr"))
+        first = {user: ids[0] for user, ids in ranked(con, "eval_rankings", "bpr").items()}
+        assert first == held_out
+    assert runs[0] == runs[1] == runs[2]
+    assert runs[0]["recommendations"] and runs[0]["model_item_factors"]
+    # another thread count shards the users otherwise: other factors, as documented
+    con = toy_db(train, truth, videos, top_n=10)
+    run(con, "bpr", {"fit_threads": 3})
+    assert all_rows(con, "bpr")["model_user_factors"] != runs[0]["model_user_factors"]
+
+
 # ---------------------------------------------------------------------------------------------
 # EASE against independent dense computations
 
