@@ -10,9 +10,10 @@
 -- nobody watched is scored like any other, from its features alone; 0 without shared features.
 -- Pairs: every small-matrix user's candidates (int_ground_truth), and for every big-matrix user
 -- the top_n unseen videos by score (ties: smaller video_id), found by streaming every (user,
--- video) pair through a top-n aggregate (max_by) that keeps only top_n per user: all pairs are
--- never stored. Profiles are dense lists over the feature_index positions, so a pair's score
--- reads only the video's few features (list_select), whatever the vocabulary size.
+-- video) pair through the macro top_n_and_candidates (sql/macros/, a top-n aggregate) that
+-- keeps only top_n per user: all pairs are never stored. Profiles are dense lists over the
+-- feature_index positions, so a pair's score reads only the video's few features
+-- (list_select), whatever the vocabulary size.
 -- Profile sums run over decimals (9 decimal places) so that parallel aggregation gives the same
 -- bits every build.
 -- At full scale this needs more DuckDB memory than the build's default 1 GB:
@@ -150,33 +151,6 @@ unseen_scores as (
     )
 ),
 
-top_lists as (
-    select
-        user_id,
-        max_by(
-            struct_pack(video_id, score),
-            struct_pack(score, video_order := -video_id),
-            getvariable('top_n')
-        ) as top_videos
-    from unseen_scores
-    group by all
-),
-
-top_entries as (
-    select
-        user_id,
-        unnest(top_videos) as top_video
-    from top_lists
-),
-
-top_unseen as (
-    select
-        top_entries.user_id,
-        top_entries.top_video.video_id,
-        top_entries.top_video.score
-    from top_entries
-),
-
 candidate_scores as (
     select
         candidates.user_id,
@@ -193,25 +167,38 @@ candidate_scores as (
     inner join video_vectors on candidates.video_id = video_vectors.video_id
 ),
 
-final as (
+pool as (
     select
         user_id,
         video_id,
-        max(score) as score
-    from (
-        select
-            user_id,
-            video_id,
-            score
-        from top_unseen
-        union all
-        select
-            user_id,
-            video_id,
-            score
-        from candidate_scores
-    ) as scored
-    group by all
+        score,
+        true as is_ranked,
+        false as is_candidate
+    from unseen_scores
+    union all
+    select
+        user_id,
+        video_id,
+        score,
+        false as is_ranked,
+        true as is_candidate
+    from candidate_scores
+),
+
+user_lists as (
+    select
+        user_id,
+        unnest(top_n_and_candidates(video_id, score, is_ranked, is_candidate)) as entry
+    from pool
+    group by user_id
+),
+
+final as (
+    select
+        user_lists.user_id,
+        user_lists.entry.video_id,
+        user_lists.entry.score
+    from user_lists
 )
 
 select * from final
