@@ -139,7 +139,9 @@ unseen_scores as (
                 video_vectors.weights
             ),
             0
-        ) as score
+        ) as score,
+        true as is_ranked,
+        false as is_candidate
     from user_vectors
     cross join video_vectors
     where not exists (
@@ -161,44 +163,29 @@ candidate_scores as (
                 video_vectors.weights
             ),
             0
-        ) as score
+        ) as score,
+        false as is_ranked,
+        true as is_candidate
     from candidates
     inner join user_vectors on candidates.user_id = user_vectors.user_id
     inner join video_vectors on candidates.video_id = video_vectors.video_id
 ),
 
-pool as (
-    select
-        user_id,
-        video_id,
-        score,
-        true as is_ranked,
-        false as is_candidate
-    from unseen_scores
+scored as (
+    select * from unseen_scores
     union all
-    select
-        user_id,
-        video_id,
-        score,
-        false as is_ranked,
-        true as is_candidate
-    from candidate_scores
-),
-
-user_lists as (
-    select
-        user_id,
-        unnest(top_n_and_candidates(video_id, score, is_ranked, is_candidate)) as entry
-    from pool
-    group by user_id
+    select * from candidate_scores
 ),
 
 final as (
     select
-        user_lists.user_id,
-        user_lists.entry.video_id,
-        user_lists.entry.score
-    from user_lists
+        user_id,
+        -- one row per (video_id, score) the macro gathered
+        unnest(  -- noqa: AL03
+            top_n_and_candidates(video_id, score, is_ranked, is_candidate), recursive := true
+        )
+    from scored
+    group by user_id
 )
 
 select * from final

@@ -184,20 +184,15 @@ scored as (
     )
 ),
 
-user_lists as (
-    select
-        user_id,
-        unnest(top_n_and_candidates(video_id, score, true, is_candidate)) as entry
-    from scored
-    group by user_id
-),
-
 final as (
     select
-        user_lists.user_id,
-        user_lists.entry.video_id,
-        user_lists.entry.score
-    from user_lists
+        user_id,
+        -- one row per (video_id, score) the macro gathered
+        unnest(  -- noqa: AL03
+            top_n_and_candidates(video_id, score, true, is_candidate), recursive := true
+        )
+    from scored
+    group by user_id
 )
 
 select * from final
