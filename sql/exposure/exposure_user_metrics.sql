@@ -124,23 +124,21 @@ running_hits as (
     from hits
 ),
 
-per_user as (
+final as (
     select
         running_hits.strategy,
         running_hits.density,
         running_hits.model,
         running_hits.user_id,
         cutoffs.k,
-        unnest(
+        -- one row per metric: (metric, value)
+        unnest(  -- noqa: AL03
             user_metric_values(
-                running_hits.sparse_rank,
-                running_hits.is_relevant,
-                running_hits.n_hits_so_far,
-                user_relevance.n_relevant,
-                cutoffs.k,
-                ideal.ideal_dcg
-            )
-        ) as entry
+                running_hits.sparse_rank, running_hits.is_relevant, running_hits.n_hits_so_far,
+                user_relevance.n_relevant, cutoffs.k, ideal.ideal_dcg
+            ),
+            recursive := true
+        )
     from running_hits
     inner join cutoffs on running_hits.sparse_rank <= cutoffs.k
     inner join user_relevance
@@ -157,18 +155,6 @@ per_user as (
         cutoffs.k,
         user_relevance.n_relevant,
         ideal.ideal_dcg
-),
-
-final as (
-    select
-        per_user.strategy,
-        per_user.density,
-        per_user.model,
-        per_user.user_id,
-        per_user.k,
-        per_user.entry.metric,
-        per_user.entry.value
-    from per_user
 )
 
 select * from final

@@ -80,21 +80,19 @@ grid as (
     inner join ideal on least(users.n_relevant, cutoffs.k) = ideal.n_hits
 ),
 
-per_user as (
+final as (
     select
         grid.model,
         grid.user_id,
         grid.k,
-        unnest(
+        -- one row per metric: (metric, value)
+        unnest(  -- noqa: AL03
             user_metric_values(
-                hits.rank,
-                hits.is_relevant,
-                hits.n_hits_so_far,
-                grid.n_relevant,
-                grid.k,
-                grid.ideal_dcg
-            )
-        ) as entry
+                hits.rank, hits.is_relevant, hits.n_hits_so_far,
+                grid.n_relevant, grid.k, grid.ideal_dcg
+            ),
+            recursive := true
+        )
     from grid
     left join hits
         on
@@ -102,16 +100,6 @@ per_user as (
             and grid.user_id = hits.user_id
             and grid.k >= hits.rank
     group by grid.model, grid.user_id, grid.k, grid.n_relevant, grid.ideal_dcg
-),
-
-final as (
-    select
-        per_user.model,
-        per_user.user_id,
-        per_user.k,
-        per_user.entry.metric,
-        per_user.entry.value
-    from per_user
 )
 
 select * from final
