@@ -18,6 +18,7 @@ import pandas as pd
 
 from kuairec_db import resources
 from kuairec_db.errors import UserError
+from kuairec_db.stages import select_body
 
 DEFAULT_DB = "kuairec.duckdb"
 Database = str | os.PathLike | duckdb.DuckDBPyConnection
@@ -270,11 +271,17 @@ def _similar(
         raise UserError(f"no model {model!r} in the database; it has: {', '.join(all_models)}")
     with_factors = _models_in(con, "model_item_factors")
     method = "factors" if model in with_factors else "coviews"
-    sql = (resources.SQL_DIR / "api" / f"similar_by_{method}.sql").read_text(encoding="utf-8")
+    api_dir = resources.SQL_DIR / "api"
+    scores_sql = select_body((api_dir / f"similar_by_{method}.sql").read_text(encoding="utf-8"))
     con.execute("set variable api_model = ?", [model])
     con.execute("set variable api_video_ids = ?::integer[]", [video_ids])
     con.execute("set variable api_n = ?::bigint", [n])
-    frame = con.execute(sql).df()
+    # the scores, then the one decoration both methods share (a template over api_scores)
+    con.execute(f"create or replace temp table api_scores as {scores_sql}")
+    try:
+        frame = con.execute((api_dir / "similar_videos.sql").read_text(encoding="utf-8")).df()
+    finally:
+        con.execute("drop table if exists temp.api_scores")
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return frame, method
 

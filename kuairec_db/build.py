@@ -404,6 +404,13 @@ def apply_comments(con: duckdb.DuckDBPyConnection, catalog_file: Path = stages.C
             "from information_schema.tables where table_catalog = current_database()"
         ).fetchall()
     )
+    kinds |= dict(  # the shared formulas of sql/macros/
+        con.execute(
+            "select function_name, case when function_type = 'table_macro' then 'macro table' "
+            "else 'macro' end from duckdb_functions() where database_name = current_database() "
+            "and function_type in ('macro', 'table_macro') and not internal"
+        ).fetchall()
+    )
 
     def quote(text: str) -> str:
         return "'" + " ".join(text.split()).replace("'", "''") + "'"
@@ -431,6 +438,9 @@ def _run_stage(
     reads (itself or through an ephemeral staging view), to word CSV errors."""
     body = stages.select_body(stage.sql)
     started = time.perf_counter()
+    if stage.kind == "macro":  # the file is the whole create macro statement
+        con.execute(body)
+        return time.perf_counter() - started
     create = {
         "table": "create or replace table",
         "ephemeral": "create or replace temp view",
@@ -719,7 +729,7 @@ def build(params: BuildParams) -> BuildResult:
             _memory_limit(params),
         )
         for stage in table_stages:
-            if stage.name in stale or stage.kind == "early_view":
+            if stage.name in stale or stage.kind in ("early_view", "macro"):
                 timings[stage.name] = _run_stage(con, stage, src, source_read(stage, by_name))
             elif stage.kind == "ephemeral" and src is not None:
                 _run_stage(con, stage, src, source_read(stage, by_name))

@@ -21,6 +21,7 @@ _MATERIALIZATION = {
     "early_view": "view",
     "view": "view",
     "ephemeral": "ephemeral (a view of the build only, not stored)",
+    "macro": "macro (sql/macros/: a formula the relations that name it call)",
 }
 
 

@@ -2,6 +2,12 @@
 
 A file's name is its relation's name and its folder decides what it becomes (see FOLDERS).
 A file depends on every other project relation it names; stages run in dependency order.
+
+``sql/macros/NAME.sql`` holds the formulas several stages share (a metric, Kendall's tau, the
+top-N of a SQL model): one ``create or replace macro NAME(...) as ...`` statement, a scalar,
+aggregate or table macro over its arguments only (it names no relation). The build creates
+them in the database before any stage (so the stored views that call them work in any DuckDB
+client), and a stage or model that names a macro depends on it like on a relation.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ CATALOG_FILE = SQL_DIR / "catalog.toml"
 #   -- materialized: ephemeral  a temp view of the build only, never stored (staging the big
 #                               CSVs: the tables that read it type and deduplicate in one pass)
 FOLDERS = {
+    "macros": "macro",  # shared formulas, created before every other stage (see above)
     "staging": "table",
     "intermediate": "table",
     "features": "table",
@@ -28,7 +35,8 @@ FOLDERS = {
     "eval": "view",
     "audits": "audit",
 }
-TABLE_PHASE = ("table", "early_view", "ephemeral")  # kinds built before the models run
+# kinds built before the models run
+TABLE_PHASE = ("macro", "table", "early_view", "ephemeral")
 _MATERIALIZED = re.compile(r"^-- materialized: (\w+)[ \t]*$", re.M)
 RANKING_DIR = SQL_DIR / "ranking"  # per-model templates, run once per model
 
@@ -160,6 +168,14 @@ def ordered(stages: list[Stage]) -> list[Stage]:
                     f"view {s.name} reads {', '.join(temp)}, which is not stored in the database"
                 )
     return done
+
+
+def create_macros(con, all_stages: list[Stage] | None = None) -> None:
+    """Create every macro of sql/macros/ on CON, in dependency order (what the build does first;
+    for running single stages outside the build)."""
+    for stage in ordered(all_stages or discover()):
+        if stage.kind == "macro":
+            con.execute(select_body(stage.sql))
 
 
 def ranking_sql(name: str) -> str:

@@ -10,9 +10,10 @@
 -- nobody watched is scored like any other, from its features alone; 0 without shared features.
 -- Pairs: every small-matrix user's candidates (int_ground_truth), and for every big-matrix user
 -- the top_n unseen videos by score (ties: smaller video_id), found by streaming every (user,
--- video) pair through a top-n aggregate (max_by) that keeps only top_n per user: all pairs are
--- never stored. Profiles are dense lists over the feature_index positions, so a pair's score
--- reads only the video's few features (list_select), whatever the vocabulary size.
+-- video) pair through the macro top_n_and_candidates (sql/macros/, a top-n aggregate) that
+-- keeps only top_n per user: all pairs are never stored. Profiles are dense lists over the
+-- feature_index positions, so a pair's score reads only the video's few features
+-- (list_select), whatever the vocabulary size.
 -- Profile sums run over decimals (9 decimal places) so that parallel aggregation gives the same
 -- bits every build.
 -- At full scale this needs more DuckDB memory than the build's default 1 GB:
@@ -138,7 +139,9 @@ unseen_scores as (
                 video_vectors.weights
             ),
             0
-        ) as score
+        ) as score,
+        true as is_ranked,
+        false as is_candidate
     from user_vectors
     cross join video_vectors
     where not exists (
@@ -148,33 +151,6 @@ unseen_scores as (
             train_pairs.user_id = user_vectors.user_id
             and train_pairs.video_id = video_vectors.video_id
     )
-),
-
-top_lists as (
-    select
-        user_id,
-        max_by(
-            struct_pack(video_id, score),
-            struct_pack(score, video_order := -video_id),
-            getvariable('top_n')
-        ) as top_videos
-    from unseen_scores
-    group by all
-),
-
-top_entries as (
-    select
-        user_id,
-        unnest(top_videos) as top_video
-    from top_lists
-),
-
-top_unseen as (
-    select
-        top_entries.user_id,
-        top_entries.top_video.video_id,
-        top_entries.top_video.score
-    from top_entries
 ),
 
 candidate_scores as (
@@ -187,31 +163,29 @@ candidate_scores as (
                 video_vectors.weights
             ),
             0
-        ) as score
+        ) as score,
+        false as is_ranked,
+        true as is_candidate
     from candidates
     inner join user_vectors on candidates.user_id = user_vectors.user_id
     inner join video_vectors on candidates.video_id = video_vectors.video_id
 ),
 
+scored as (
+    select * from unseen_scores
+    union all
+    select * from candidate_scores
+),
+
 final as (
     select
         user_id,
-        video_id,
-        max(score) as score
-    from (
-        select
-            user_id,
-            video_id,
-            score
-        from top_unseen
-        union all
-        select
-            user_id,
-            video_id,
-            score
-        from candidate_scores
-    ) as scored
-    group by all
+        -- one row per (video_id, score) the macro gathered
+        unnest(  -- noqa: AL03
+            top_n_and_candidates(video_id, score, is_ranked, is_candidate), recursive := true
+        )
+    from scored
+    group by user_id
 )
 
 select * from final

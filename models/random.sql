@@ -12,7 +12,8 @@
 -- row cost far less than an md5 per (user, video) pair.
 -- Pairs: every small-matrix user's candidates (int_ground_truth), and every big-matrix user's
 -- top_n unseen videos by score (ties: smaller video_id), found by streaming all (user, video)
--- pairs through a top-n aggregate (max_by): the 77M pairs of the full data are never stored.
+-- pairs through the macro top_n_and_candidates (sql/macros/, a top-n aggregate): the 77M pairs
+-- of the full data are never stored.
 -- At full scale this needs more DuckDB memory than the build's default 1 GB:
 -- memory_limit: 3GB
 with
@@ -69,7 +70,9 @@ unseen_scores as (
         video_keys.video_id,
         (
             user_keys.user_a * video_keys.video_b + user_keys.user_c * video_keys.video_d
-        ) % 2147483647 / 2147483647 as score
+        ) % 2147483647 / 2147483647 as score,
+        true as is_ranked,
+        false as is_candidate
     from user_keys
     cross join video_keys
     where not exists (
@@ -81,64 +84,35 @@ unseen_scores as (
     )
 ),
 
-top_lists as (
-    select
-        user_id,
-        max_by(
-            struct_pack(video_id, score),
-            struct_pack(score, video_order := -video_id),
-            getvariable('top_n')
-        ) as top_videos
-    from unseen_scores
-    group by all
-),
-
-top_entries as (
-    select
-        user_id,
-        unnest(top_videos) as top_video
-    from top_lists
-),
-
-top_unseen as (
-    select
-        top_entries.user_id,
-        top_entries.top_video.video_id,
-        top_entries.top_video.score
-    from top_entries
-),
-
 candidate_scores as (
     select
         candidates.user_id,
         candidates.video_id,
         (
             user_keys.user_a * video_keys.video_b + user_keys.user_c * video_keys.video_d
-        ) % 2147483647 / 2147483647 as score
+        ) % 2147483647 / 2147483647 as score,
+        false as is_ranked,
+        true as is_candidate
     from candidates
     inner join user_keys on candidates.user_id = user_keys.user_id
     inner join video_keys on candidates.video_id = video_keys.video_id
 ),
 
+scored as (
+    select * from unseen_scores
+    union all
+    select * from candidate_scores
+),
+
 final as (
     select
         user_id,
-        video_id,
-        max(score) as score
-    from (
-        select
-            user_id,
-            video_id,
-            score
-        from top_unseen
-        union all
-        select
-            user_id,
-            video_id,
-            score
-        from candidate_scores
-    ) as scored
-    group by all
+        -- one row per (video_id, score) the macro gathered
+        unnest(  -- noqa: AL03
+            top_n_and_candidates(video_id, score, is_ranked, is_candidate), recursive := true
+        )
+    from scored
+    group by user_id
 )
 
 select * from final

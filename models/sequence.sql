@@ -18,7 +18,8 @@
 -- user's recent videos and the user's first top_n unseen videos in q order (any other video
 -- scores only backoff_weight * q(v), below all of those), so only these are scored. The first
 -- top_n unseen in q order end at q rank top_n + the seen videos met before: the j-th seen video
--- at q rank g is met when g - j < top_n.
+-- at q rank g is met when g - j < top_n. The top_n and the candidates of each user are
+-- gathered by the macro top_n_and_candidates (sql/macros/).
 -- next_score and backoff_weight are summed over decimal(18, 15) so that parallel aggregation
 -- gives the same bits every build. K, the decay and mu are constants here (not build
 -- parameters yet).
@@ -183,33 +184,15 @@ scored as (
     )
 ),
 
-user_lists as (
-    select
-        user_id,
-        max_by(
-            struct_pack(video_id, score),
-            struct_pack(score, video_order := -video_id),
-            getvariable('top_n')
-        ) as top_videos,
-        coalesce(list(struct_pack(video_id, score)) filter (where is_candidate), [])
-            as candidate_videos
-    from scored
-    group by all
-),
-
-entries as (
-    select
-        user_id,
-        unnest(list_distinct(top_videos || candidate_videos)) as entry
-    from user_lists
-),
-
 final as (
     select
-        entries.user_id,
-        entries.entry.video_id,
-        entries.entry.score
-    from entries
+        user_id,
+        -- one row per (video_id, score) the macro gathered
+        unnest(  -- noqa: AL03
+            top_n_and_candidates(video_id, score, true, is_candidate), recursive := true
+        )
+    from scored
+    group by user_id
 )
 
 select * from final

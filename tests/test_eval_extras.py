@@ -26,7 +26,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from kuairec_db.stages import SQL_DIR, select_body
+from kuairec_db.stages import SQL_DIR, create_macros, select_body
 from tests.conftest import run_cli
 
 TOL = 1e-9
@@ -351,6 +351,7 @@ def test_intervals_and_p_value_match_numpy(db_con):
 def test_a_model_beats_a_much_worse_one(built_db):
     """Popularity against a ranking that puts every relevant candidate last, on the demo."""
     con = duckdb.connect(config={"threads": "2"})
+    create_macros(con)
     con.execute(f"attach '{built_db}' as demo (read_only)")
     for table in ("eval_ground_truth", "int_eval_cutoffs", "int_ideal_dcg"):
         con.execute(f"create table {table} as select * from demo.{table}")

@@ -185,6 +185,7 @@ def test_kendall_tau_matches_scipy(con):
 def _tau_sql(rows: list[tuple[str, float, float]]) -> float | None:
     """exposure_repeat_study.sql on literal per-model means: (model, sparse value, full value)."""
     con = duckdb.connect()
+    stages.create_macros(con)
     con.execute(
         "create table exposure_user_metrics (strategy varchar, density double, model varchar, "
         "user_id integer, k integer, metric varchar, value double)"
@@ -223,6 +224,7 @@ def test_tau_sql_is_null_when_one_side_ties_everything():
 def test_sparse_ranking_is_the_full_ranking_restricted_to_the_sample():
     """exposure_user_metrics on one user: 6 candidates, full ranks 1..6, a sample of 3."""
     con = duckdb.connect()
+    stages.create_macros(con)
     con.execute("set variable exposure_k = [2]")
     con.execute("set variable exposure_strategies = ['uniform']")
     con.execute("set variable exposure_densities = [0.5]")

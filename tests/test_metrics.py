@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from kuairec_db.stages import SQL_DIR, select_body
+from kuairec_db.stages import SQL_DIR, create_macros, select_body
 
 METRICS = ("precision", "recall", "map", "ndcg", "hit_rate", "mrr")
 TOL = 1e-9
@@ -47,6 +47,7 @@ def metrics_db(
     """
     con = duckdb.connect(config={"threads": "1"})
     con.execute("set variable eval_k = ?", [eval_k])
+    create_macros(con)
     # the columns of the public view eval_ground_truth; the metrics read four of them
     con.execute(
         "create table eval_ground_truth (user_id integer, video_id integer, watch_ratio double, "

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import duckdb
 import pytest
 
-from kuairec_db import hooks
+from kuairec_db import hooks, stages
 from kuairec_db.stages import CONTRACT_TABLES, MODELS_DIR
 from tests.test_sql_stages import (
     BUCKETS,
@@ -34,6 +34,7 @@ PRIOR = 2**31 - 1  # random.sql's modulus
 def con():
     connection = duckdb.connect(config={"threads": "1"})
     set_variables(connection)
+    stages.create_macros(connection)
     yield connection
     connection.close()
 

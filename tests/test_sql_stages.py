@@ -27,6 +27,7 @@ from kuairec_db.stages import (
     RANKING_DIR,
     SQL_DIR,
     TABLE_PHASE,
+    create_macros,
     discover,
     ordered,
     select_body,
@@ -76,6 +77,9 @@ def materialise(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Create the stage as the build does before the models run: a table, or a view for files
     marked 'materialized: view' or 'ephemeral'."""
     kind = next(s.kind for s in discover() if s.name == name)
+    if kind == "macro":  # the file is its create macro statement
+        con.execute(stage_body(name))
+        return
     relation = "table" if kind == "table" else "view"
     con.execute(f"create or replace {relation} {name} as {stage_body(name)}")
 
@@ -168,6 +172,7 @@ def assert_rows(actual: list[tuple], expected: list[tuple]) -> None:
 def con():
     connection = duckdb.connect(config={"threads": "1"})
     set_variables(connection)
+    create_macros(connection)
     yield connection
     connection.close()
 

@@ -4,19 +4,12 @@
 --   sim(v, h) = |U_v and U_h| / sqrt(|U_v| |U_h|), U_x = the training users of video x
 --               (the cosine of the binary user columns)
 --   score(v)  = mean over the listed videos h of sim(v, h)
--- The listed videos themselves are left out; ties go to the smaller video_id.
+-- The listed videos themselves are left out. Every other scored video is a row; the API keeps
+-- the best api_n with their captions (sql/api/similar_videos.sql).
 with
 
 interactions as (
     select * from int_train_interactions
-),
-
-content as (
-    select * from feat_video_content
-),
-
-popularity as (
-    select * from feat_video_popularity
 ),
 
 video_users as (
@@ -46,7 +39,7 @@ co_views as (
     group by interactions.video_id, history_views.history_video_id
 ),
 
-scored as (
+final as (
     select
         co_views.video_id,
         sum(co_views.n_common_users / sqrt(video_users.n_users * history_users.n_users))
@@ -56,21 +49,6 @@ scored as (
     inner join video_users as history_users
         on co_views.history_video_id = history_users.video_id
     group by co_views.video_id
-),
-
-final as (
-    select
-        scored.video_id,
-        scored.score,
-        content.caption,
-        content.first_level_category_name,
-        round(content.video_duration_ms / 1000.0, 1) as video_duration_s,
-        popularity.n_users as train_n_users
-    from scored
-    left join content on scored.video_id = content.video_id
-    left join popularity on scored.video_id = popularity.video_id
-    order by scored.score desc, scored.video_id asc
-    limit getvariable('api_n')
 )
 
 select * from final

@@ -13,7 +13,8 @@ final as (
         coalesce(split, 'all') as split,
         k,
         metric,
-        avg(value) as value,
+        -- over the sorted values: the same bits whatever order the threads add them in
+        list_avg(list_sort(list(value))) as value,
         count(*) as n_users
     from user_metrics
     group by grouping sets ((model, split, k, metric), (model, k, metric))

@@ -10,10 +10,10 @@
 --   full_ci_low/high  its eval_metrics_ci interval; full_n_users = the users of that mean
 --   model_rank      = rank by value among the retrained models (1 = best; ties share)
 --   full_model_rank = rank by full_value among the same models
---   kendall_tau     = Kendall's tau-b between the two orders of these models
---                     (as in eval_exposure_study: differences within 1e-9 are ties)
--- Sums and means run over decimal(18, 12): parallel aggregation then gives the same bits
--- every run (the same seed gives an identical table).
+--   kendall_tau     = Kendall's tau-b between the two orders of these models (the macro
+--                     kendall_tau_b, sql/macros/: differences within 1e-9 are ties)
+-- Means run over decimal(18, 12): parallel aggregation then gives the same bits every run
+-- (the same seed gives an identical table).
 with
 
 user_metrics as (
@@ -48,36 +48,20 @@ compared as (
     group by user_metrics.model, user_metrics.k, user_metrics.metric
 ),
 
-pair_signs as (
+taus as (
     select
         model_a.k,
         model_a.metric,
-        case
-            when model_a.value - model_b.value > 1e-9 then 1
-            when model_a.value - model_b.value < -1e-9 then -1
-            else 0
-        end as sparse_sign,
-        case
-            when model_a.full_value - model_b.full_value > 1e-9 then 1
-            when model_a.full_value - model_b.full_value < -1e-9 then -1
-            else 0
-        end as full_sign
+        kendall_tau_b(
+            model_a.value - model_b.value, model_a.full_value - model_b.full_value
+        ) as kendall_tau
     from compared as model_a
     inner join compared as model_b
         on
             model_a.k = model_b.k
             and model_a.metric = model_b.metric
             and model_a.model < model_b.model
-),
-
-taus as (
-    select
-        k,
-        metric,
-        sum(sparse_sign * full_sign)
-        / nullif(sqrt(sum(abs(sparse_sign)) * sum(abs(full_sign))), 0) as kendall_tau
-    from pair_signs
-    group by all
+    group by model_a.k, model_a.metric
 ),
 
 final as (

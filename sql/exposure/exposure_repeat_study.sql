@@ -8,14 +8,15 @@
 --   model_rank      = rank of the model by value in its set, 1 = best (rank(): ties share)
 --   full_model_rank = rank of the model by full_value
 --   kendall_tau     = Kendall's tau-b between the models' order by value and by full_value,
---                     over all pairs of models (a, b) of the set:
+--                     over all pairs of models (a, b) of the set (the macro kendall_tau_b,
+--                     sql/macros/):
 --                       s = sign(value_a - value_b), f = sign(full_value_a - full_value_b)
 --                       (a difference within 1e-9 is a tie, sign 0)
 --                       tau_b = sum of s * f / sqrt(sum of |s| * sum of |f|)
 --                     1: the sparse set orders the models as the full matrix does; -1:
 --                     reversed; null when one side ties every pair (or with one model)
--- Sums and means run over decimal(18, 12): parallel aggregation then gives the same bits
--- every run (the same seed gives an identical table).
+-- Means run over decimal(18, 12): parallel aggregation then gives the same bits every run
+-- (the same seed gives an identical table).
 with
 
 user_metrics as (
@@ -63,22 +64,15 @@ compared as (
             and set_means.metric = reference.metric
 ),
 
-pair_signs as (
+taus as (
     select
         model_a.strategy,
         model_a.density,
         model_a.k,
         model_a.metric,
-        case
-            when model_a.value - model_b.value > 1e-9 then 1
-            when model_a.value - model_b.value < -1e-9 then -1
-            else 0
-        end as sparse_sign,
-        case
-            when model_a.full_value - model_b.full_value > 1e-9 then 1
-            when model_a.full_value - model_b.full_value < -1e-9 then -1
-            else 0
-        end as full_sign
+        kendall_tau_b(
+            model_a.value - model_b.value, model_a.full_value - model_b.full_value
+        ) as kendall_tau
     from compared as model_a
     inner join compared as model_b
         on
@@ -87,18 +81,7 @@ pair_signs as (
             and model_a.k = model_b.k
             and model_a.metric = model_b.metric
             and model_a.model < model_b.model
-),
-
-taus as (
-    select
-        strategy,
-        density,
-        k,
-        metric,
-        sum(sparse_sign * full_sign)
-        / nullif(sqrt(sum(abs(sparse_sign)) * sum(abs(full_sign))), 0) as kendall_tau
-    from pair_signs
-    group by all
+    group by model_a.strategy, model_a.density, model_a.k, model_a.metric
 ),
 
 final as (

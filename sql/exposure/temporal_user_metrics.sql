@@ -5,7 +5,8 @@
 -- Test set: temporal_test_pairs. Binary relevance, hits = relevant test videos at ranks 1 .. k,
 -- R = the user's relevant test videos (users with R = 0 left out); every other video counts as
 -- not relevant, unobserved or not: the sparse, biased assumption the fully observed matrix
--- avoids.
+-- avoids. The formulas and their arithmetic are the macro user_metric_values (sql/macros/),
+-- as in eval_user_metrics:
 --   precision@k = hits / k
 --   recall@k    = hits / R
 --   map@k       = (sum over hit ranks i <= k of hits_at_i / i) / min(R, k)
@@ -27,16 +28,11 @@ cutoffs as (
     select unnest(getvariable('exposure_k'))::integer as k
 ),
 
-ranks as (
-    select range::integer as n_hits
-    from range(1, list_max(getvariable('exposure_k'))::bigint + 1)
-),
-
 ideal as (
     select
         n_hits,
-        sum(1 / log2(n_hits + 1)) over (order by n_hits) as ideal_dcg
-    from ranks
+        ideal_dcg
+    from ideal_dcgs(list_max(getvariable('exposure_k')))
 ),
 
 users as (
@@ -76,75 +72,34 @@ grid as (
         models.model,
         users.user_id,
         users.n_relevant,
-        cutoffs.k
+        cutoffs.k,
+        ideal.ideal_dcg
     from models
     cross join users
     cross join cutoffs
+    inner join ideal on least(users.n_relevant, cutoffs.k) = ideal.n_hits
 ),
 
-per_cutoff as (
+final as (
     select
         grid.model,
         grid.user_id,
         grid.k,
-        count(hits.rank) filter (where hits.is_relevant) as n_hits,
-        coalesce(
-            sum((hits.n_hits_so_far / hits.rank)::decimal(18, 12))
-            filter (where hits.is_relevant),
-            0
-        ) as precision_sum,
-        coalesce(
-            sum((1 / log2(hits.rank + 1))::decimal(18, 12)) filter (where hits.is_relevant),
-            0
-        ) as dcg,
-        min(hits.rank) filter (where hits.is_relevant) as first_hit_rank
+        -- one row per metric: (metric, value)
+        unnest(  -- noqa: AL03
+            user_metric_values(
+                hits.rank, hits.is_relevant, hits.n_hits_so_far,
+                grid.n_relevant, grid.k, grid.ideal_dcg
+            ),
+            recursive := true
+        )
     from grid
     left join hits
         on
             grid.model = hits.model
             and grid.user_id = hits.user_id
             and grid.k >= hits.rank
-    group by grid.model, grid.user_id, grid.k
-),
-
-scored as (
-    select
-        grid.model,
-        grid.user_id,
-        grid.k,
-        per_cutoff.n_hits / grid.k as precision_value,
-        per_cutoff.n_hits / grid.n_relevant as recall_value,
-        per_cutoff.precision_sum / least(grid.n_relevant, grid.k) as map_value,
-        per_cutoff.dcg / ideal.ideal_dcg as ndcg_value,
-        (per_cutoff.n_hits > 0)::integer::double as hit_rate_value,
-        coalesce(1 / per_cutoff.first_hit_rank, 0) as mrr_value
-    from grid
-    inner join per_cutoff
-        on
-            grid.model = per_cutoff.model
-            and grid.user_id = per_cutoff.user_id
-            and grid.k = per_cutoff.k
-    inner join ideal on least(grid.n_relevant, grid.k) = ideal.n_hits
-),
-
-final as (
-    select
-        model,
-        user_id,
-        k,
-        metric,
-        value
-    from scored
-    unpivot (
-        value for metric in (
-            precision_value as precision,
-            recall_value as recall,
-            map_value as map,
-            ndcg_value as ndcg,
-            hit_rate_value as hit_rate,
-            mrr_value as mrr
-        )
-    )
+    group by grid.model, grid.user_id, grid.k, grid.n_relevant, grid.ideal_dcg
 )
 
 select * from final
