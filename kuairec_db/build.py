@@ -212,13 +212,18 @@ def explain(params: BuildParams) -> list[str]:
         why = "it does not exist" if not plan.target.exists() else "it holds no fingerprints"
         head = f"{plan.target}: everything would be built ({why})"
         return [head] + [f"  {name}" for name in plan.fps.fingerprints]
-    changes = fingerprints.explain(plan.fps, before, before_components, existing, params.force)
+    stored = {s.name for s in plan.all_stages if s.kind == "table"}
+    changes = fingerprints.explain(
+        plan.fps, before, before_components, existing, stored, params.force
+    )
     if not changes:
         return [f"{plan.target} is up to date: a build would do nothing"]
     width = max(len(name) for name, _ in changes)
-    head = f"{plan.target}: a build would redo {len(changes)} of {len(plan.fps.fingerprints)}"
-    lines = [head + " tables, models, views and audits (views and audits are recreated by any"]
-    lines.append("  build that does work; listed here when their own SQL changed):")
+    lines = [
+        f"{plan.target}: a build would redo {len(changes)} of {len(plan.fps.fingerprints)} "
+        "tables and models (views and audits, recreated by any build that does work, are "
+        "listed when their own SQL changed):"
+    ]
     return lines + [f"  {name:<{width}}  {reason}" for name, reason in changes]
 
 

@@ -349,14 +349,16 @@ def explain(
     before: dict[str, str],
     before_components: dict[str, dict[str, str]],
     existing: set[str],
+    stored: set[str],
     force: bool,
 ) -> list[tuple[str, str]]:
     """(name, reason) for everything a build would redo, in build order; names of tables,
     ``model:NAME`` and ``view:NAME`` / ``audit:NAME`` (those are recreated whenever a build
-    does any work: listed when their own SQL changed)."""
+    does any work: listed when their own SQL changed). EXISTING: the tables of the database;
+    STORED: the stages that are tables (not views or ephemeral)."""
     out = []
     for name, fp in built.fingerprints.items():
-        is_table = ":" not in name
+        is_table = name in stored
         if force:
             reason = "--force"
         elif name not in before:
