@@ -11,15 +11,13 @@ build leaves the previous database untouched; the next build removes what a kill
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import json
 import logging
 import os
-import platform
 import sys
 import time
 import types
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,22 +25,30 @@ from typing import Any
 import duckdb
 
 from kuairec_db import (
-    __version__,
     comments,
     fingerprints,
     hooks,
     lineage,
     profile,
-    progress,
     sources,
     stages,
     validate,
     workspace,
 )
 from kuairec_db import settings as model_settings_module
+from kuairec_db.buildinfo import _build_info, _data_warnings, _kept_facts, _memory_limit
 from kuairec_db.csvread import csv_error_message, csv_view_sql
 from kuairec_db.errors import UserError
 from kuairec_db.schema import SOURCES
+from kuairec_db.stage_runner import (
+    _announce_demo,
+    _file_facts,
+    _reads_files,
+    _resolve_data,
+    _run_stage,
+    run_audits,
+    source_read,
+)
 
 log = logging.getLogger(__name__)
 
@@ -459,27 +465,6 @@ def _write_metadata(con: duckdb.DuckDBPyConnection, plan: _Plan, info: dict[str,
     apply_comments(con)
 
 
-def _memory_limit(params: BuildParams) -> str:
-    return params.memory_limit or hooks.PIPELINE_MEMORY_LIMIT
-
-
-def _file_facts(src: sources.DataSource) -> dict[str, str]:
-    """Size of every input file and SHA-256 of the file as given (KuaiRec.zip for its members)."""
-    facts = {}
-    seen: dict[Path, str] = {}
-    for source, original in src.originals.items():
-        if original not in seen:
-            digest = hashlib.sha256()
-            with open(original, "rb") as fh:
-                while block := fh.read(1 << 22):
-                    digest.update(block)
-            seen[original] = digest.hexdigest()
-        name = SOURCES[source][0]
-        facts[f"file.{name}.bytes"] = str(src.files[source].stat().st_size)
-        facts[f"file.{name}.sha256"] = seen[original]
-    return facts
-
-
 def _select_models(params: BuildParams) -> list[hooks.Model]:
     """The models to run, those built on other models' outputs last."""
     available = hooks.discover()
@@ -496,179 +481,6 @@ def _select_models(params: BuildParams) -> list[hooks.Model]:
             raise UserError(f"--set names model {name!r}, which this build does not run")
     chosen = [available[n] for n in names]
     return sorted(chosen, key=lambda m: m.uses_other_models)
-
-
-def _run_stage(
-    con, stage: stages.Stage, src: sources.DataSource | None, source: str | None = None
-) -> float:
-    """Create the stage's table or view; returns seconds taken. source: the input file the stage
-    reads (itself or through an ephemeral staging view), to word CSV errors."""
-    body = stages.select_body(stage.sql)
-    started = time.perf_counter()
-    create = {
-        "table": "create or replace table",
-        "ephemeral": "create or replace temp view",
-    }.get(stage.kind, "create or replace view")
-    try:
-        con.execute(f"{create} {stage.name} as {body}")
-    except (duckdb.OutOfMemoryException, duckdb.IOException, duckdb.InterruptException):
-        raise  # resources or Ctrl-C, not the file's content: build() and the CLI word these
-    except duckdb.Error as exc:
-        if src is not None and source in SOURCES and not disk_full(exc):
-            raise UserError(csv_error_message(exc, src, source)) from None
-        raise
-    seconds = time.perf_counter() - started
-    if stage.kind == "table":
-        n = con.execute(f"select count(*) from {stage.name}").fetchone()[0]
-        if n == 0 and src is not None and source in SOURCES:
-            # check_header saw a data row: zero rows means the reader misread the file.
-            raise UserError(f"{src.display[source]}: no rows could be read")
-        log.info("  %-28s table %12s rows %6.1f s", stage.name, f"{n:,}", seconds)
-    return seconds
-
-
-def _reads_files(stage: stages.Stage, by_name: dict[str, stages.Stage]) -> bool:
-    """Whether building the stage parses input files (itself staging, or reading staging
-    through relations that are not stored)."""
-    if stage.name.startswith("stg_"):
-        return True
-    return any(
-        _reads_files(by_name[d], by_name)
-        for d in stages.dependencies(stage, set(by_name))
-        if by_name[d].kind in ("ephemeral", "early_view")
-    )
-
-
-def source_read(stage: stages.Stage, by_name: dict[str, stages.Stage]) -> str | None:
-    """The input file (SOURCES key) a stage parses: its own when it is staging, or the one of
-    the single ephemeral staging view it reads."""
-    if stage.name.startswith("stg_"):
-        return stage.name[4:]
-    read = [
-        d[4:]
-        for d in stages.dependencies(stage, set(by_name))
-        if d.startswith("stg_") and by_name[d].kind == "ephemeral"
-    ]
-    return read[0] if len(read) == 1 else None
-
-
-def run_audits(con, audit_stages: list[stages.Stage]) -> None:
-    for stage in audit_stages:
-        rows = con.execute(stages.select_body(stage.sql)).fetchall()
-        if rows:
-            raise RuntimeError(f"audit {stage.name} failed: {len(rows)} row(s), first {rows[0]}")
-    log.info("  %d audits passed", len(audit_stages))
-
-
-def _kept_facts(
-    info: dict[str, str], previous: dict[str, str], kept: list[str], rebuilt: list[str]
-) -> dict[str, str]:
-    """build_info of an update: the facts of what it kept come from the previous build_info
-    (build_seconds of the last full build, the kept models' and tables' timings), and the
-    update itself is recorded apart (update_seconds, updated_at, update_rebuilt)."""
-    out = dict(info)
-    update_seconds = out.pop("build_seconds")
-    out["build_seconds"] = previous.get("build_seconds", update_seconds)
-    out["started_at"] = previous.get("started_at", out["started_at"])
-    out["update_seconds"] = update_seconds
-    out["updated_at"] = out.pop("finished_at")
-    out["finished_at"] = previous.get("finished_at", out["updated_at"])
-    out["update_rebuilt"] = ",".join(rebuilt)
-    for name in kept:
-        prefix = f"model.{name[6:]}." if name.startswith("model:") else f"stage.{name}."
-        for key, value in previous.items():
-            if key.startswith(prefix) and key not in out:
-                out[key] = value
-    return out
-
-
-def _announce_demo(params: BuildParams) -> None:
-    log.warning(
-        "NO KUAIREC DATA FOUND: building on the SYNTHETIC DEMO dataset (scale %s, seed %s).\n"
-        "  Its numbers say nothing about KuaiRec. For the real data run:\n    %s",
-        params.demo_scale,
-        params.demo_seed,
-        sources.GET_REAL_DATA,
-    )
-
-
-def _resolve_data(params: BuildParams, work: Path) -> sources.DataSource:
-    path = None if params.demo else (params.data or sources.find_default(Path.cwd()))
-    if path is not None:
-        return sources.resolve_path(Path(path).expanduser(), work)
-    from kuairec_db import demo
-
-    folder = work / "demo"
-    with progress.steps(len(SOURCES), "generating the demo", "file") as step:
-        demo.generate(folder, scale=params.demo_scale, seed=params.demo_seed, progress=step)
-    src = sources.resolve_path(folder, work)
-    src.kind = "synthetic_demo"
-    src.location = f"synthetic demo (scale {params.demo_scale}, seed {params.demo_seed})"
-    for source in src.display:
-        src.display[source] = f"demo {SOURCES[source][0]}"
-    return src
-
-
-def _data_warnings(con) -> list[str]:
-    out = []
-    leaks = con.execute(
-        "select n_rows from data_quality where step = 'leak_pairs' and source = 'big_matrix.csv'"
-    ).fetchone()[0]
-    if leaks:
-        out.append(
-            f"{leaks:,} (user, video) pairs are in both matrices: removed from training "
-            "(see int_leak_pairs and data_quality)"
-        )
-    for message in out:
-        log.warning("warning: %s", message)
-    return out
-
-
-def _build_info(
-    params: BuildParams,
-    settings_file: Path | None,
-    data_kind: str,
-    location: str,
-    model_settings: dict[str, dict[str, Any]],
-    model_timings: dict[str, dict[str, float]],
-    stage_timings: dict[str, float],
-    files_info: dict[str, str],
-    started_at: datetime,
-    seconds: float,
-) -> dict[str, str]:
-    import implicit
-    import numpy
-
-    info: dict[str, str] = {
-        "kuairec_db_version": __version__,
-        "duckdb_version": duckdb.__version__,
-        "implicit_version": implicit.__version__,
-        "numpy_version": numpy.__version__,
-        "python_version": platform.python_version(),
-        "storage_version": STORAGE_VERSION,
-        "data_kind": data_kind,
-        "data_location": location,
-        "started_at": started_at.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "build_seconds": f"{seconds:.1f}",
-        "models": ",".join(model_settings),
-    }
-    for key, value in asdict(params).items():
-        if key in ("settings", "db", "data", "config"):
-            continue
-        info[f"param.{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
-    info["param.memory_limit"] = _memory_limit(params)
-    info["param.db"] = str(params.db)
-    info["param.data"] = str(params.data) if params.data else ""
-    info["param.config"] = str(settings_file) if settings_file else ""
-    for name, settings in model_settings.items():
-        info[f"model.{name}.settings"] = json.dumps(settings, sort_keys=True)
-        for key, value in model_timings.get(name, {}).items():
-            info[f"model.{name}.{key}"] = f"{value:.2f}"
-    for name, value in stage_timings.items():
-        info[f"stage.{name}.seconds"] = f"{value:.2f}"
-    info.update(files_info)
-    return info
 
 
 class _CallableModule(types.ModuleType):
