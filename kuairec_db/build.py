@@ -258,18 +258,11 @@ def build(params: BuildParams) -> BuildResult:
     with ws:
         _fingerprint(plan, params)
         assert plan.fps is not None
-        fps = plan.fps.fingerprints
         previous = {} if params.force else fingerprints.previous(plan.target)[0]
-        if previous and previous == fps:
+        if previous and previous == plan.fps.fingerprints:
             seconds = time.perf_counter() - started
             return BuildResult(plan.target, plan.data_kind, plan.location, seconds, [], True)
-        if plan.data_kind == "synthetic_demo":
-            _announce_demo(params)
-        if previous:
-            log.info("updating %s: only what changed is recomputed", plan.target.name)
-        con = ws.connect(params.threads, params.memory_limit, copy=bool(previous))
-        for name, value in params.sql_variables().items():
-            con.execute(f"set variable {name} = ?", [value])
+        con = _open(ws, plan, params, previous)
         existing = {
             r[0]
             for r in con.execute(
@@ -279,15 +272,9 @@ def build(params: BuildParams) -> BuildResult:
         tables = _build_tables(con, plan, params, ws.work, previous, existing)
         model_timings = _run_models(con, plan, params, previous, ws)
         _drop_what_this_build_does_not_make(con, plan)
-        log.info("evaluation views")
-        for stage in (s for s in plan.all_stages if s.kind == "view"):
-            _run_stage(con, stage, None)
-        run_audits(con, [s for s in plan.all_stages if s.kind == "audit"])
+        _views_and_audits(con, plan)
         warnings = _data_warnings(con)
-        rebuilt = sorted(tables.stale) + [f"model:{name}" for name in model_timings]
-        kept_names = sorted(tables.names - tables.stale) + [
-            f"model:{m.name}" for m in plan.models if m.name not in model_timings
-        ]
+        rebuilt, kept = _redone_and_kept(plan, previous, tables, model_timings)
         previous_info = (
             dict(con.execute("select key, value from build_info").fetchall())
             if previous and "build_info" in existing
@@ -310,18 +297,55 @@ def build(params: BuildParams) -> BuildResult:
             for name in model_timings
         }
         if previous_info:
-            info = _kept_facts(info, previous_info, kept_names, rebuilt)
+            info = _kept_facts(info, previous_info, kept, rebuilt)
         _write_metadata(con, plan, info)
         ws.publish(con)
+        seconds = time.perf_counter() - started
         return BuildResult(
-            plan.target,
-            plan.data_kind,
-            plan.location,
-            time.perf_counter() - started,
-            warnings,
-            rebuilt=rebuilt,
-            kept=kept_names,
+            plan.target, plan.data_kind, plan.location, seconds, warnings, False, rebuilt, kept
         )
+
+
+def _open(
+    ws: workspace.Workspace, plan: _Plan, params: BuildParams, previous: dict[str, str]
+) -> duckdb.DuckDBPyConnection:
+    """Phase: the new database (a copy of the previous one for an update), its variables."""
+    if plan.data_kind == "synthetic_demo":
+        _announce_demo(params)
+    if previous:
+        log.info("updating %s: only what changed is recomputed", plan.target.name)
+    con = ws.connect(params.threads, params.memory_limit, copy=bool(previous))
+    for name, value in params.sql_variables().items():
+        con.execute(f"set variable {name} = ?", [value])
+    return con
+
+
+def _views_and_audits(con: duckdb.DuckDBPyConnection, plan: _Plan) -> None:
+    """Phase: the views built after the models, then the audits (which must return no row)."""
+    log.info("evaluation views")
+    for stage in (s for s in plan.all_stages if s.kind == "view"):
+        _run_stage(con, stage, None)
+    run_audits(con, [s for s in plan.all_stages if s.kind == "audit"])
+
+
+def _redone_and_kept(
+    plan: _Plan,
+    previous: dict[str, str],
+    tables: _Tables,
+    model_timings: dict[str, dict[str, float]],
+) -> tuple[list[str], list[str]]:
+    """(tables, models and changed views redone; tables and models kept as they were)."""
+    assert plan.fps is not None
+    views = [
+        name
+        for name, fp in plan.fps.fingerprints.items()
+        if name.startswith(("view:", "audit:")) and previous and previous.get(name) != fp
+    ]
+    rebuilt = sorted(tables.stale) + [f"model:{name}" for name in model_timings] + views
+    kept = sorted(tables.names - tables.stale) + [
+        f"model:{m.name}" for m in plan.models if m.name not in model_timings
+    ]
+    return rebuilt, kept
 
 
 @dataclass
