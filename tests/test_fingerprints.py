@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from kuairec_db import fingerprints, hooks, stages, workspace
+from kuairec_db import fingerprints, hooks, stages
 from tests.conftest import ROOT, run_cli
 from tests.test_incremental import recomputed
 
@@ -215,14 +215,3 @@ def test_a_cte_named_like_a_relation_adds_no_edge(tmp_path):
     stage = stages.Stage("feat_x", "table", path)
     known = {"int_user_index", "int_train_interactions", "feat_x"}
     assert stages.dependencies(stage, known) == {"int_train_interactions"}
-
-
-def test_remove_leftovers_knows_the_files_by_one_naming_rule(tmp_path):
-    target = tmp_path / "k.duckdb"
-    left = [".k.duckdb.building-12", ".k.duckdb.building-12.wal", ".k.duckdb.work-7"]
-    kept = [".k.duckdb.lock", ".k.duckdb.building-x", ".other.duckdb.work-3", "k.duckdb"]
-    for name in left + kept:
-        (tmp_path / name).write_bytes(b"x") if "work" not in name else (tmp_path / name).mkdir()
-    removed = workspace.remove_leftovers(target)
-    assert sorted(p.name for p in removed) == sorted(left)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
