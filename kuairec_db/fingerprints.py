@@ -24,6 +24,7 @@ the file defines itself as a CTE (``with NAME as (...)``, ``, NAME as (...)``).
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -165,9 +166,14 @@ def code_run(paths: list[Path]) -> tuple[list[Path], set[str]]:
     return sorted(files), libraries
 
 
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()  # reads every installed package once
+
+
 def library_versions(modules: set[str]) -> dict[str, str]:
     """Installed distribution and version of each importable top-level module in MODULES."""
-    by_module = importlib.metadata.packages_distributions()
+    by_module = _distributions()
     out = {}
     for module in sorted(modules):
         for dist in by_module.get(module, []):
