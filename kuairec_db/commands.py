@@ -12,6 +12,7 @@ import duckdb
 
 from kuairec_db import output, validate
 from kuairec_db.build import LABELS, BuildParams, build
+from kuairec_db.build import explain as explain_build
 from kuairec_db.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,12 @@ def register_build(sub) -> None:
         action="store_true",
         help="rebuild everything (by default only what changed since the last build is redone)",
     )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="say what a build would rebuild and why, without building (the database is "
+        "left untouched)",
+    )
     p.set_defaults(func=run_build)
 
 
@@ -182,6 +189,9 @@ def run_build(args) -> int:
         bootstrap_replicates=args.bootstrap,
         config=args.config,
     )
+    if args.explain:
+        print("\n".join(explain_build(params)))
+        return 0
     result = build(params)
     if result.up_to_date:
         print(f"{result.db} is up to date (nothing changed; --force rebuilds anyway)")

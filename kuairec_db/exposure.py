@@ -32,9 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
-import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,8 +42,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from kuairec_db import __version__, hooks, stages, validate
-from kuairec_db.build import STORAGE_VERSION, acquire_lock, publish, remove_leftovers
+from kuairec_db import __version__, comments, fingerprints, hooks, stages, validate, workspace
 from kuairec_db.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -191,46 +188,12 @@ def check_models(params: StudyParams, info: dict[str, str]) -> None:
         raise UserError(f"--k {max(params.k)} is above the build's --top-n {top_n}")
 
 
-def _lock(target: Path):
-    # acquire_lock's own message says the target is busy and who holds it
-    return acquire_lock(target)
-
-
-def _sql_str(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
 def set_build_variables(con: duckdb.DuckDBPyConnection, info: dict[str, str]) -> None:
     """The build's SQL variables, read back from build_info."""
     for name, (key, convert) in BUILD_VARIABLES.items():
         if key not in info:
             raise UserError(f"build_info has no {key}: rebuild the database with this version")
         con.execute(f"set variable {name} = ?", [convert(info[key])])
-
-
-def comment_tables(con: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> None:
-    """COMMENT ON the given tables and their columns, from sql/catalog.toml.
-
-    Only this command's tables: the rest of the catalogue may describe columns that a database
-    built by an older checkout does not have.
-    """
-    catalog = tomllib.loads(stages.CATALOG_FILE.read_text(encoding="utf-8"))
-    present = {
-        r[0]
-        for r in con.execute(
-            "select table_name from duckdb_tables() where database_name = current_database()"
-        ).fetchall()
-    }
-
-    def quote(text: str) -> str:
-        return "'" + " ".join(text.split()).replace("'", "''") + "'"
-
-    for name in names:
-        if name not in present or name not in catalog:
-            continue
-        con.execute(f"comment on table {name} is {quote(catalog[name]['description'])}")
-        for column, text in catalog[name].get("columns", {}).items():
-            con.execute(f"comment on column {name}.{column} is {quote(text)}")
 
 
 def run_sql(
@@ -551,29 +514,6 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
 # The temporal split
 
 
-def _table_closure(names: set[str], deps: dict[str, set[str]]) -> set[str]:
-    out, todo = set(), list(names)
-    while todo:
-        name = todo.pop()
-        if name in out or name not in deps:
-            continue
-        out.add(name)
-        todo.extend(deps[name])
-    return out
-
-
-def _downstream(root: str, deps: dict[str, set[str]]) -> set[str]:
-    out: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
-        for name, parents in deps.items():
-            if name not in out and (root in parents or parents & out):
-                out.add(name)
-                changed = True
-    return out
-
-
 def temporal_split(con, params: StudyParams, info: dict[str, str], threads: int) -> dict[str, str]:
     """eval_temporal_split: the cheap models retrained on the views before the last days.
 
@@ -582,21 +522,9 @@ def temporal_split(con, params: StudyParams, info: dict[str, str], threads: int)
     the models run through hooks.run_model into temp copies of the contract tables. Nothing of
     the database's own tables changes. Returns facts for eval_exposure_info.
     """
-    available = hooks.discover()
-    in_db = {r[0] for r in con.execute("select distinct model from eval_rankings").fetchall()}
-    models = []
-    for name in params.temporal_models:
-        if name not in available:
-            raise UserError(f"--temporal-models: no model {name!r} in models/")
-        if name not in in_db:
-            raise UserError(
-                f"--temporal-models: {name} is not in the database, so it has no fully "
-                "observed result to compare with; build it or leave it out"
-            )
-        models.append(available[name])
+    available = hooks.discover()  # the names are checked by check_models, before any work
+    models = [available[name] for name in params.temporal_models]
     top_n = int(info["param.top_n"])
-    if max(params.k) > top_n:
-        raise UserError(f"--k {max(params.k)} is above the build's --top-n {top_n}")
 
     # the fully observed results, read before anything is shadowed
     con.execute(
@@ -623,14 +551,18 @@ def temporal_split(con, params: StudyParams, info: dict[str, str], threads: int)
     all_stages = stages.ordered(stages.discover())
     # relations built before the models (int_train_events itself is a view)
     tables = {s.name: s for s in all_stages if s.kind in ("table", "early_view")}
-    deps = {name: stages.dependencies(s, set(tables)) for name, s in tables.items()}
+    # what temporal_test_pairs reads, and what the models read (the build's graph), but not
+    # the ground truth ModelContext reads for eval_rankings: the split scores recommendations
+    # on its own test pairs, so the small matrix's labels are retrained only for a model that
+    # names them itself
     needed = {"int_label_buckets", "int_user_index", "int_train_interactions"}
     for model in models:
-        text = stages.strip_comments(model.path.read_text(encoding="utf-8")).lower()
-        needed |= {w for w in tables if w in text}
+        needed |= stages.names_read(model.source_text, set(tables))
         if not model.is_sql:
-            needed |= {"int_train_interactions", "int_user_index", "int_item_index"}
-    rerun = _table_closure(needed, deps) & _downstream("int_train_events", deps)
+            needed |= fingerprints.CONTEXT_DEPS - {"int_ground_truth"}
+    rerun = fingerprints.closure(needed, tables) & fingerprints.downstream(
+        "int_train_events", tables
+    )
     shadows = ["int_train_events", "temporal_test_events", "temporal_reference"]
     try:
         for stage in all_stages:
@@ -692,29 +624,15 @@ def run_study(params: StudyParams) -> StudyResult:
     check_models(params, info)
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
-    lock = _lock(target)
-    pid = os.getpid()
-    temp_db = target.with_name(f".{target.name}.building-{pid}")
-    work = target.with_name(f".{target.name}.work-{pid}")
-    con = None
+    limit = params.memory_limit or (
+        f"{hooks.PIPELINE_MEMORY_LIMIT}, more for models that ask for it"
+    )
     timings: dict[str, float] = {}
-    try:
-        for path in remove_leftovers(target):
-            log.info("removed %s, left by an interrupted run", path.name)
-        work.mkdir()
-        shutil.copyfile(target, temp_db)
-        con = duckdb.connect(
-            config={
-                "threads": str(params.threads),
-                "temp_directory": str(work / "spill"),
-                "memory_limit": params.memory_limit or hooks.PIPELINE_MEMORY_LIMIT,
-            }
-        )
-        con.execute("set enable_progress_bar = false")
-        con.execute(
-            f"attach '{_sql_str(temp_db)}' as kuairec (storage_version '{STORAGE_VERSION}')"
-        )
-        con.execute("use kuairec")
+    with workspace.Workspace(
+        target, "running exposure-study on", "the database is unchanged"
+    ) as ws:
+        con = ws.connect(params.threads, params.memory_limit, copy=True)
+        ws.memory_in_use = limit
         set_build_variables(con, info)
         for table in OUTPUT_TABLES:
             con.execute(f"drop table if exists {table}")
@@ -734,9 +652,8 @@ def run_study(params: StudyParams) -> StudyResult:
         _write_models(con, rows)
         timings["seconds"] = time.perf_counter() - started
         _write_info(con, params, info, facts, timings, started_at)
-        comment_tables(con, OUTPUT_TABLES)
-        publish(con, temp_db, target)
-        con = None
+        comments.apply_comments(con, only=OUTPUT_TABLES)
+        ws.publish(con)
         return StudyResult(
             db=target,
             seconds=time.perf_counter() - started,
@@ -745,23 +662,6 @@ def run_study(params: StudyParams) -> StudyResult:
             temporal_models=temporal_models,
             timings=timings,
         )
-    except duckdb.OutOfMemoryException as exc:
-        limit = params.memory_limit or (
-            f"{hooks.PIPELINE_MEMORY_LIMIT}, more for models that ask for it"
-        )
-        raise hooks.out_of_memory(
-            exc, f"running exposure-study on {target.name}", limit, "the database is unchanged"
-        ) from None
-    finally:
-        if con is not None:
-            try:
-                con.close()
-            except duckdb.Error:
-                pass
-        for leftover in (temp_db, temp_db.with_name(temp_db.name + ".wal")):
-            leftover.unlink(missing_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
-        lock.close()
 
 
 def _write_models(con, rows: list[dict[str, Any]]) -> None:

@@ -40,7 +40,7 @@ def rows(
 ) -> list[tuple[str, str, str, list[str], list[str]]]:
     """One row per relation the build made (BUILT: the table stages it kept or rebuilt), per
     view, per contract table the models fill, and for build_info and build_fingerprints."""
-    from kuairec_db.build import FINGERPRINT_TABLE, model_dependencies
+    from kuairec_db.fingerprints import FINGERPRINT_TABLE, model_dependencies
 
     by_name = {s.name: s for s in all_stages}
     known = set(by_name) | set(stages.CONTRACT_TABLES)

@@ -239,7 +239,7 @@ def _stage(name: str) -> stages.Stage:
 
 
 def _create(con: duckdb.DuckDBPyConnection, name: str, src=None, source: str | None = None):
-    from kuairec_db.build import csv_error_message
+    from kuairec_db.csvread import csv_error_message
 
     stage = _stage(name)
     relation = "temp view" if stage.kind == "ephemeral" else "table"
@@ -261,7 +261,7 @@ def _finish(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def _csv_view(con, source: str, path: Path, header: list[str]) -> None:
-    from kuairec_db.build import _csv_view_sql
+    from kuairec_db.csvread import csv_view_sql as _csv_view_sql
 
     con.execute(_csv_view_sql(source, path, header))
 
@@ -336,7 +336,7 @@ def profile_pairs(pairs_csv: Path, caption_csv: Path, threads: int | None = None
             except duckdb.Error as exc:
                 src.files["small_matrix"] = pairs_csv
                 src.display["small_matrix"] = str(pairs_csv)
-                from kuairec_db.build import csv_error_message
+                from kuairec_db.csvread import csv_error_message
 
                 raise UserError(csv_error_message(exc, src, "small_matrix")) from None
             nulls = con.execute(

@@ -1,7 +1,8 @@
 """The SQL files of the project: where they are, what each becomes, and in which order.
 
 A file's name is its relation's name and its folder decides what it becomes (see FOLDERS).
-A file depends on every other project relation it names; stages run in dependency order.
+A file depends on every other project relation it names outside comments and strings, except
+names it defines as CTEs (``names_read``); stages run in dependency order.
 
 ``sql/macros/NAME.sql`` holds the formulas several stages share (a metric, Kendall's tau, the
 top-N of a SQL model): one ``create or replace macro NAME(...) as ...`` statement, a scalar,
@@ -129,9 +130,23 @@ def _kind(path: Path, folder_kind: str) -> str:
     return "early_view" if wanted == "view" else wanted
 
 
+# A CTE the file defines: "with NAME as (", ", NAME as (" (materialized or not).
+_CTE = re.compile(
+    r"(?:\bwith(?:\s+recursive)?|,)\s*([a-z_][a-z0-9_]*)\s+as\s*(?:not\s+)?(?:materialized\s*)?\(",
+)
+
+
+def names_read(text: str, known: set[str]) -> set[str]:
+    """The dependency rule: the names of KNOWN that TEXT uses as words outside comments and
+    string literals, less those it defines itself as CTEs (a CTE named like a relation
+    shadows it, it does not read it)."""
+    code = strip_comments(text).lower()
+    words = set(re.findall(r"[a-z_][a-z0-9_]*", code))
+    return (words & known) - set(_CTE.findall(code))
+
+
 def dependencies(stage: Stage, known: set[str]) -> set[str]:
-    words = set(re.findall(r"[a-z_][a-z0-9_]*", strip_comments(stage.sql).lower()))
-    return (words & known) - {stage.name}
+    return names_read(stage.sql, known) - {stage.name}
 
 
 def ordered(stages: list[Stage]) -> list[Stage]:

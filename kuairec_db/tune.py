@@ -8,12 +8,15 @@ win a tie) is chosen. By default the models tuned are those of the database with
 space.
 
 Why test users cannot influence a choice, by construction: the trials run in a workspace, a
-copy of the database in a temporary folder beside it (``.NAME.work-PID``, which the build
-removes if a tune is killed), in which ``int_ground_truth`` is cut down to the tune users
-before any trial runs. The models then rank only tune users' candidates and every evaluation
-view there (``eval_ground_truth``, ``eval_metrics`` ...) knows only tune users; a trial whose
-metrics name any other split stops the tune. The workspace is removed afterwards. The build's
-lock (``.NAME.lock``) is held throughout, so a build and a tune never run at once on one file.
+database in a temporary folder beside it (``.NAME.work-PID``, which the next build or tune
+removes if a tune is killed; workspace.py), in which ``int_ground_truth`` holds the tune users
+only before any trial runs. The workspace reads the other tables from the database, attached
+read-only, through views (nothing is copied but the ground truth, the tune users' rankings and
+the factor tables), and recreates the database's own views over them. The models then rank only
+tune users' candidates and every evaluation view there (``eval_ground_truth``, ``eval_metrics``
+...) knows only tune users; a trial whose metrics name any other split stops the tune. The
+workspace is removed afterwards. The build's lock (``.NAME.lock``) is held throughout, so a
+build and a tune never run at once on one file.
 
 Outputs: every trial in the table ``tuning_trials`` of the database (written like a build:
 into a copy renamed over the file), and the chosen settings in a TOML settings file
@@ -34,7 +37,6 @@ import json
 import logging
 import os
 import random
-import shutil
 import time
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -44,7 +46,7 @@ from typing import Any
 
 import duckdb
 
-from kuairec_db import build, hooks, resources, validate
+from kuairec_db import build, comments, hooks, resources, settings, validate, workspace
 from kuairec_db.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -285,116 +287,166 @@ def tune(
     started = time.perf_counter()
     tuned_at = datetime.now(timezone.utc).replace(tzinfo=None)
 
-    lock = build.acquire_lock(target)
-    work = target.with_name(f".{target.name}.work-{os.getpid()}")
-    con = None
-    try:
-        for path in build.remove_leftovers(target):
-            log.info("removed %s, left by an interrupted build or tune", path.name)
-        work.mkdir()
-        workspace = work / "tune.duckdb"
-        shutil.copyfile(target, workspace)
+    limit = memory_limit or f"{hooks.PIPELINE_MEMORY_LIMIT}, more for models that ask for it"
+    with workspace.Workspace(target, "tuning on", "the database and settings are unchanged") as ws:
         con = duckdb.connect(
-            str(workspace),
-            config={
-                "threads": str(threads),
-                "temp_directory": str(work / "spill"),
-                "memory_limit": memory_limit or hooks.PIPELINE_MEMORY_LIMIT,
-            },
+            str(ws.make_work_folder() / "tune.duckdb"), config=ws.config(threads, memory_limit)
         )
-        info = _read_build_info(con, db)
-        params = _build_params(info)
-        if k not in params.k:
-            raise UserError(f"--k {k}: {db} has metrics at k = {', '.join(map(str, params.k))}")
-        if models is None:  # by default, the tunable models this database was built with
-            built = set(info.get("models", "").split(","))
-            chosen_models = [m for m in chosen_models if m.name in built]
-            if not chosen_models:
-                raise UserError(
-                    f"{db}: none of its models ({info.get('models', '')}) has settings to tune"
-                )
-        for name, value in params.sql_variables().items():
-            con.execute(f"set variable {name} = ?", [value])
-        n_tune = _restrict_to_tune_users(con)
-        result = TuneResult(target, write, metric, k, n_tune)
-        log.info(
-            "tuning %s on the %d tune users of %s (%s@%d, %d trials each, seed %d)",
-            ", ".join(m.name for m in chosen_models),
-            n_tune,
-            target.name,
-            metric,
-            k,
-            budget,
-            seed,
-        )
-        for model in chosen_models:
-            candidates = sample_settings(
-                hooks.model_defaults(model),
-                search_space(model),
-                budget,
-                f"{seed}:{model.name}",
-                UNUSED_WHEN.get(model.name),
-            )
-            model_trials = []
-            for number, settings in enumerate(candidates):
-                trial_started = time.perf_counter()
-                with hooks.model_memory(con, model, memory_limit):
-                    hooks.run_model(
-                        con,
-                        model,
-                        settings,
-                        params.top_n,
-                        threads,
-                        params.seed,
-                        recommendations=False,
+        ws.memory_in_use = limit
+        try:
+            con.execute(f"attach '{workspace.sql_str(target)}' as src (read_only)")
+            info = _read_build_info(con, db)
+            params = _build_params(info)
+            if k not in params.k:
+                raise UserError(f"--k {k}: {db} has metrics at k = {', '.join(map(str, params.k))}")
+            if models is None:  # by default, the tunable models this database was built with
+                built = set(info.get("models", "").split(","))
+                chosen_models = [m for m in chosen_models if m.name in built]
+                if not chosen_models:
+                    raise UserError(
+                        f"{db}: none of its models ({info.get('models', '')}) has settings to tune"
                     )
-                split, n_users, values = _trial_metrics(con, model.name, k)
-                trial = Trial(
-                    model.name,
-                    number,
-                    settings,
-                    split,
-                    n_users,
-                    values,
-                    time.perf_counter() - trial_started,
-                )
-                log.info(
-                    "  %s trial %d: %s@%d %.4f  %s",
-                    model.name,
-                    number,
-                    metric,
-                    k,
-                    values.get(metric, float("nan")),
-                    json.dumps(settings, sort_keys=True),
-                )
-                model_trials.append(trial)
-            best = max(model_trials, key=lambda t: (t.values.get(metric, float("-inf")), -t.trial))
-            best.is_chosen = True
-            result.trials += model_trials
-        con.close()
-        con = None
-        _write_trials(target, result, seed, params.seed, tuned_at)
+            for name, value in params.sql_variables().items():
+                con.execute(f"set variable {name} = ?", [value])
+            _open_trials_workspace(con)
+            n_tune = _restrict_to_tune_users(con)
+            result = TuneResult(target, write, metric, k, n_tune)
+            _run_trials(con, result, chosen_models, params, budget, seed, threads, memory_limit)
+        finally:
+            con.close()
+        _write_trials(ws, result, seed, params.seed, tuned_at)
         if write is not None:
             write_settings_file(write, result, info)
         result.build_command = _build_command(db, info, params, write)
         result.seconds = time.perf_counter() - started
         return result
-    except duckdb.OutOfMemoryException as exc:
-        limit = memory_limit or f"{hooks.PIPELINE_MEMORY_LIMIT}, more for models that ask for it"
-        raise hooks.out_of_memory(
-            exc, f"tuning on {target.name}", limit, "the database and settings are unchanged"
-        ) from None
-    finally:
-        if con is not None:
-            con.close()
-        shutil.rmtree(work, ignore_errors=True)
-        lock.close()
+
+
+def _run_trials(
+    con: duckdb.DuckDBPyConnection,
+    result: TuneResult,
+    chosen_models: list[hooks.Model],
+    params: build.BuildParams,
+    budget: int,
+    seed: int,
+    threads: int,
+    memory_limit: str | None,
+) -> None:
+    """Every trial of every model, into result.trials (the best of each model chosen)."""
+    metric, k = result.metric, result.k
+    log.info(
+        "tuning %s on the %d tune users of %s (%s@%d, %d trials each, seed %d)",
+        ", ".join(m.name for m in chosen_models),
+        result.n_tune_users,
+        result.db.name,
+        metric,
+        k,
+        budget,
+        seed,
+    )
+    for model in chosen_models:
+        candidates = sample_settings(
+            hooks.model_defaults(model),
+            search_space(model),
+            budget,
+            f"{seed}:{model.name}",
+            UNUSED_WHEN.get(model.name),
+        )
+        model_trials = []
+        for number, trial_settings in enumerate(candidates):
+            trial_started = time.perf_counter()
+            with hooks.model_memory(con, model, memory_limit):
+                hooks.run_model(
+                    con,
+                    model,
+                    trial_settings,
+                    params.top_n,
+                    threads,
+                    params.seed,
+                    recommendations=False,
+                )
+            split, n_users, values = _trial_metrics(con, model.name, k)
+            trial = Trial(
+                model.name,
+                number,
+                trial_settings,
+                split,
+                n_users,
+                values,
+                time.perf_counter() - trial_started,
+            )
+            log.info(
+                "  %s trial %d: %s@%d %.4f  %s",
+                model.name,
+                number,
+                metric,
+                k,
+                values.get(metric, float("nan")),
+                json.dumps(trial_settings, sort_keys=True),
+            )
+            model_trials.append(trial)
+        best = max(model_trials, key=lambda t: (t.values.get(metric, float("-inf")), -t.trial))
+        best.is_chosen = True
+        result.trials += model_trials
+
+
+# The tables a trial writes (copied into the workspace); every other table is read through a
+# view on the database. int_ground_truth and eval_rankings are copied for the tune users only.
+_WRITTEN = tuple(hooks.CONTRACT_TABLES)
+
+
+def _open_trials_workspace(con: duckdb.DuckDBPyConnection) -> None:
+    """Fill the workspace (the connection's own database) from the database attached as src:
+    the ground truth of the tune users, the contract tables the trials write, a view per other
+    table, and the database's own views, recreated here so they read the workspace's tables."""
+    tables = [
+        r[0]
+        for r in con.execute(
+            "select table_name from duckdb_tables() where database_name = 'src' "
+            "and schema_name = 'main' order by table_name"
+        ).fetchall()
+    ]
+    con.execute(
+        "create table int_ground_truth as "
+        "select * from src.main.int_ground_truth where split = 'tune'"
+    )
+    for table in tables:
+        if table == "int_ground_truth":
+            continue
+        if table == "eval_rankings":
+            con.execute(
+                "create table eval_rankings as select * from src.main.eval_rankings "
+                "where user_id in (select user_id from int_ground_truth)"
+            )
+        elif table == "recommendations":  # trials write eval_rankings only
+            con.execute("create table recommendations as from src.main.recommendations limit 0")
+        elif table in _WRITTEN:
+            con.execute(f"create table {table} as from src.main.{table}")
+        else:
+            con.execute(f"create view {table} as from src.main.{table}")
+    pending = con.execute(
+        "select view_name, sql from duckdb_views() where database_name = 'src' "
+        "and schema_name = 'main' and not internal order by view_name"
+    ).fetchall()
+    # DuckDB stores a view's text with the lambda arrow its parser now warns about
+    con.execute("set lambda_syntax = 'ENABLE_SINGLE_ARROW'")
+    while pending:  # in an order where each view comes after those it reads
+        waiting = []
+        for name, sql in pending:
+            try:
+                con.execute(sql)
+            except duckdb.CatalogException:
+                waiting.append((name, sql))
+        if len(waiting) == len(pending):
+            raise RuntimeError(f"cannot recreate the views {[n for n, _ in waiting]}")
+        pending = waiting
+    con.execute("reset lambda_syntax")
 
 
 def _read_build_info(con: duckdb.DuckDBPyConnection, db: Path) -> dict[str, str]:
     try:
-        info = dict(con.execute("select key, value from build_info").fetchall())
-        con.execute("select 1 from int_ground_truth limit 1")
+        info = dict(con.execute("select key, value from src.main.build_info").fetchall())
+        con.execute("select 1 from src.main.int_ground_truth limit 1")
     except duckdb.CatalogException:
         raise UserError(
             f"{db}: not a kuairec_db database (no build_info or ground truth)"
@@ -407,78 +459,57 @@ def _read_build_info(con: duckdb.DuckDBPyConnection, db: Path) -> dict[str, str]
 
 
 def _write_trials(
-    target: Path, result: TuneResult, search_seed: int, model_seed: int, tuned_at: datetime
+    ws: workspace.Workspace,
+    result: TuneResult,
+    search_seed: int,
+    model_seed: int,
+    tuned_at: datetime,
 ) -> None:
     """Replace the tuned models' rows of tuning_trials in the database, atomically like build:
     a copy of the file is written and renamed over it (readers keep their view)."""
-    temp = target.with_name(f".{target.name}.building-{os.getpid()}")
-    try:
-        shutil.copyfile(target, temp)
-        con = duckdb.connect()
-        try:
-            con.execute(
-                f"attach '{_sql_str(temp)}' as kuairec (storage_version '{build.STORAGE_VERSION}')"
+    con = ws.connect(1, None, copy=True)
+    columns = [
+        r[0]
+        for r in con.execute(
+            "select column_name from duckdb_columns() "
+            "where database_name = 'kuairec' and table_name = ?",
+            [TRIALS_TABLE],
+        ).fetchall()
+    ]
+    expected = [c.strip().split(" ")[0] for c in TRIALS_COLUMNS.split(",")]
+    if columns and columns != expected:
+        con.execute(f"drop table {TRIALS_TABLE}")  # written by an older tune
+    con.execute(f"create table if not exists {TRIALS_TABLE} ({TRIALS_COLUMNS})")
+    con.execute(
+        f"delete from {TRIALS_TABLE} where model in (select unnest(?))",
+        [sorted({t.model for t in result.trials})],
+    )
+    selection = f"{result.metric}@{result.k}"
+    con.executemany(
+        f"insert into {TRIALS_TABLE} values ({', '.join('?' * len(expected))})",
+        [
+            (
+                t.model,
+                t.trial,
+                json.dumps(t.settings, sort_keys=True),
+                t.trial == 0,
+                t.split,
+                result.k,
+                t.n_users,
+                *(t.values.get(m) for m in METRICS),
+                selection,
+                t.values.get(result.metric),
+                round(t.seconds, 3),
+                t.is_chosen,
+                search_seed,
+                model_seed,
+                tuned_at,
             )
-            con.execute("use kuairec")
-            columns = [
-                r[0]
-                for r in con.execute(
-                    "select column_name from duckdb_columns() "
-                    "where database_name = 'kuairec' and table_name = ?",
-                    [TRIALS_TABLE],
-                ).fetchall()
-            ]
-            expected = [c.strip().split(" ")[0] for c in TRIALS_COLUMNS.split(",")]
-            if columns and columns != expected:
-                con.execute(f"drop table {TRIALS_TABLE}")  # written by an older tune
-            con.execute(f"create table if not exists {TRIALS_TABLE} ({TRIALS_COLUMNS})")
-            con.execute(
-                f"delete from {TRIALS_TABLE} where model in (select unnest(?))",
-                [sorted({t.model for t in result.trials})],
-            )
-            selection = f"{result.metric}@{result.k}"
-            con.executemany(
-                f"insert into {TRIALS_TABLE} values ({', '.join('?' * len(expected))})",
-                [
-                    (
-                        t.model,
-                        t.trial,
-                        json.dumps(t.settings, sort_keys=True),
-                        t.trial == 0,
-                        t.split,
-                        result.k,
-                        t.n_users,
-                        *(t.values.get(m) for m in METRICS),
-                        selection,
-                        t.values.get(result.metric),
-                        round(t.seconds, 3),
-                        t.is_chosen,
-                        search_seed,
-                        model_seed,
-                        tuned_at,
-                    )
-                    for t in result.trials
-                ],
-            )
-            build.apply_comments(con)
-            build.publish(con, temp, target)
-        finally:
-            con.close()  # a no-op once published
-    finally:
-        for leftover in (temp, temp.with_name(temp.name + ".wal")):
-            leftover.unlink(missing_ok=True)
-
-
-def _sql_str(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
+            for t in result.trials
+        ],
+    )
+    comments.apply_comments(con)
+    ws.publish(con)
 
 
 def write_settings_file(path: Path, result: TuneResult, info: dict[str, str]) -> None:
@@ -492,33 +523,21 @@ def write_settings_file(path: Path, result: TuneResult, info: dict[str, str]) ->
     chosen = result.chosen()
     defaults_value = {t.model: t.values.get(result.metric) for t in result.trials if t.trial == 0}
     n_trials = {m: sum(t.model == m for t in result.trials) for m in chosen}
-    lines = [
-        "# Model settings for `python -m kuairec_db build` (DEFAULTS < this file < --set).",
-        f"# Written by `python -m kuairec_db tune` on {result.db.name}, built from "
+    header = [
+        "Model settings for `python -m kuairec_db build` (DEFAULTS < this file < --set).",
+        f"Written by `python -m kuairec_db tune` on {result.db.name}, built from "
         f"{info.get('data_location', '?')}.",
-        f"# Chosen by {result.metric}@{result.k} on its {result.n_tune_users} TUNE users only; "
+        f"Chosen by {result.metric}@{result.k} on its {result.n_tune_users} TUNE users only; "
         f"every trial is in the table {TRIALS_TABLE}.",
     ]
-    for name in sorted(set(previous) | set(chosen)):
-        lines.append("")
-        if name in chosen:
-            trial = chosen[name]
-            lines.append(
-                f"# {result.metric}@{result.k} on tune users {trial.values[result.metric]:.4f} "
-                f"(defaults {defaults_value[name]:.4f}), trial {trial.trial} of "
-                f"{n_trials[name]} (0 = defaults)"
-            )
-            values = trial.settings
-        else:
-            values = previous[name]
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
-    text = "\n".join(lines) + "\n"
-    tomllib.loads(text)  # what build will read
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
+    notes = {
+        name: f"{result.metric}@{result.k} on tune users {trial.values[result.metric]:.4f} "
+        f"(defaults {defaults_value[name]:.4f}), trial {trial.trial} of "
+        f"{n_trials[name]} (0 = defaults)"
+        for name, trial in chosen.items()
+    }
+    tables = {**previous, **{name: trial.settings for name, trial in chosen.items()}}
+    settings.write_settings_file(path, header, tables, notes)
 
 
 # The build options that change what is built, to repeat in the suggested command.
