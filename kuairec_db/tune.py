@@ -46,7 +46,7 @@ from typing import Any
 
 import duckdb
 
-from kuairec_db import build, comments, hooks, resources, settings, validate, workspace
+from kuairec_db import build, comments, hooks, resources, settings, stages, validate, workspace
 from kuairec_db.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -428,6 +428,7 @@ def _open_trials_workspace(con: duckdb.DuckDBPyConnection) -> None:
         "select view_name, sql from duckdb_views() where database_name = 'src' "
         "and schema_name = 'main' and not internal order by view_name"
     ).fetchall()
+    stages.create_macros(con)  # the shared formulas the views call (sql/macros/)
     # DuckDB stores a view's text with the lambda arrow its parser now warns about
     con.execute("set lambda_syntax = 'ENABLE_SINGLE_ARROW'")
     while pending:  # in an order where each view comes after those it reads

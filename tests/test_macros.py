@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from scipy.stats import kendalltau
 
-from kuairec_db import build, hooks, stages
+from kuairec_db import build, fingerprints, hooks, stages
 from kuairec_db.build import BuildParams
 
 MACRO_STAGES = [s for s in stages.discover() if s.kind == "macro"]
@@ -213,7 +213,13 @@ def test_editing_a_macro_changes_the_fingerprints_of_what_calls_it(tmp_path):
     models = [hooks.discover()[name] for name in ("random", "popularity")]
     settings = {m.name: {} for m in models}
     params = BuildParams()
-    before = build.plan_fingerprints(all_stages, models, settings, params, {})
+
+    def plan(stage_list):
+        return fingerprints.plan(
+            stage_list, models, settings, params.sql_variables(), params.top_n, params.seed, {}
+        ).fingerprints
+
+    before = plan(all_stages)
 
     def edited(name: str) -> list[stages.Stage]:
         out = []
@@ -225,10 +231,10 @@ def test_editing_a_macro_changes_the_fingerprints_of_what_calls_it(tmp_path):
             out.append(stage)
         return out
 
-    after = build.plan_fingerprints(edited("top_n_and_candidates"), models, settings, params, {})
+    after = plan(edited("top_n_and_candidates"))
     changed = {key for key in before if before[key] != after.get(key)}
     assert changed == {"top_n_and_candidates", "model:random"}
-    after = build.plan_fingerprints(edited("ideal_dcgs"), models, settings, params, {})
+    after = plan(edited("ideal_dcgs"))
     changed = {key for key in before if before[key] != after.get(key)}
     assert changed == {"ideal_dcgs", "int_ideal_dcg"}
 
