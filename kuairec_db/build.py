@@ -21,7 +21,7 @@ import sys
 import time
 import tomllib
 import types
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,103 +31,22 @@ import filelock
 
 from kuairec_db import (
     __version__,
-    hooks,
     lineage,
     profile,
     progress,
     resources,
+    runner,
     sources,
     stages,
     validate,
 )
 from kuairec_db.errors import UserError
+from kuairec_db.params import BuildParams
 from kuairec_db.schema import SOURCES
 
 log = logging.getLogger(__name__)
 
 STORAGE_VERSION = "v1.0.0"  # readable by DuckDB 1.0 and later (BI tools, duckdb-cli 1.5)
-LABELS = ("debiased", "ratio")
-
-
-# The type and range of each build parameter that is a number (the SQL reads them as
-# variables, the demo and the models as arguments), with the option that sets it; checked by
-# BuildParams.validate before any work starts.
-PARAMETER_TYPES: dict[str, tuple[str, validate.Setting]] = {
-    "demo_scale": ("--demo-scale", validate.Setting(float, 0, 1, low_open=True)),
-    "demo_seed": ("demo_seed", validate.Setting(int, 0)),
-    "top_n": ("--top-n", validate.Setting(int, 1, 10_000)),
-    "label_threshold": ("--label-threshold", validate.Setting(float, 0)),
-    "label_quantile": (
-        "--label-quantile",
-        validate.Setting(float, 0, 1, low_open=True, high_open=True),
-    ),
-    "label_duration_buckets": ("label_duration_buckets", validate.Setting(int, 1, 1000)),
-    "tune_percent": ("tune_percent", validate.Setting(int, 1, 99)),
-    "popularity_prior_views": ("popularity_prior_views", validate.Setting(float, 0)),
-    "confidence_alpha": ("--confidence-alpha", validate.Setting(float, 0)),
-    "watch_ratio_cap": ("watch_ratio_cap", validate.Setting(float, 0, low_open=True)),
-    "seed": ("seed", validate.Setting(int, 0)),
-    "bootstrap_replicates": ("--bootstrap", validate.Setting(int, 1, 100_000)),
-}
-
-
-@dataclass
-class BuildParams:
-    """Every setting of a build; all of them end up in build_info."""
-
-    db: Path = Path("kuairec.duckdb")
-    data: Path | None = None
-    demo: bool = False
-    demo_scale: float = 0.1
-    demo_seed: int = 7
-    models: list[str] | None = None  # None: every model in models/
-    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> overrides
-    top_n: int = 100
-    k: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
-    label: str = "debiased"
-    label_threshold: float = 2.0
-    label_quantile: float = 0.8
-    label_duration_buckets: int = 10
-    tune_percent: int = 20
-    popularity_prior_views: float = 20.0
-    confidence_alpha: float = 2.0
-    watch_ratio_cap: float = 5.0
-    seed: int = 42
-    bootstrap_replicates: int = 1000
-    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
-    memory_limit: str | None = None
-    force: bool = False  # rebuild everything, ignoring what the previous database holds
-    config: Path | None = None  # model settings file; None: models/settings.toml if present
-
-    def validate(self) -> None:
-        if self.models is not None and not self.models:
-            raise UserError("--models names no model; give at least one, e.g. --models als")
-        if self.label not in LABELS:
-            raise UserError(f"--label must be one of {', '.join(LABELS)}, not {self.label!r}")
-        for name, (option, setting) in PARAMETER_TYPES.items():
-            setattr(self, name, setting.convert(getattr(self, name), option))
-        if not self.k or any(k < 1 for k in self.k):
-            raise UserError("--k takes positive cutoffs, e.g. --k 5,10,20,50")
-        if max(self.k) > self.top_n:
-            raise UserError(f"--k {max(self.k)} is above --top-n {self.top_n}: rank more videos")
-        validate.check_threads(self.threads)
-
-    def sql_variables(self) -> dict[str, Any]:
-        return {
-            "top_n": self.top_n,
-            "eval_k": sorted(set(self.k)),
-            "label": self.label,
-            "label_threshold": float(self.label_threshold),
-            "label_quantile": float(self.label_quantile),
-            "label_duration_buckets": int(self.label_duration_buckets),
-            "tune_percent": int(self.tune_percent),
-            "popularity_prior_views": float(self.popularity_prior_views),
-            "confidence_alpha": float(self.confidence_alpha),
-            "watch_ratio_cap": float(self.watch_ratio_cap),
-            "bootstrap_seed": int(self.seed),
-            "model_seed": int(self.seed),  # the seed of the SQL models (random)
-            "bootstrap_replicates": int(self.bootstrap_replicates),
-        }
 
 
 @dataclass
@@ -334,9 +253,9 @@ def _file_facts(src: sources.DataSource) -> dict[str, str]:
     return facts
 
 
-def _select_models(params: BuildParams) -> list[hooks.Model]:
+def _select_models(params: BuildParams) -> list[runner.Model]:
     """The models to run, those built on other models' outputs last."""
-    available = hooks.discover()
+    available = runner.discover()
     names = (
         params.models
         if params.models is not None
@@ -372,12 +291,12 @@ def load_settings_file(path: Path | None) -> tuple[Path | None, dict[str, dict[s
 
 
 def _model_settings(
-    model: hooks.Model, from_file: dict[str, Any], overrides: dict[str, Any], file: Path | None
+    model: runner.Model, from_file: dict[str, Any], overrides: dict[str, Any], file: Path | None
 ) -> dict[str, Any]:
     """DEFAULTS of the model, then the settings file, then --set; each value checked against
-    the type and range the model declares (hooks.model_setting_types)."""
-    settings = hooks.model_defaults(model)
-    types = hooks.model_setting_types(model)
+    the type and range the model declares (runner.model_setting_types)."""
+    settings = runner.model_defaults(model)
+    types = runner.model_setting_types(model)
     known = ", ".join(settings) or "none"
     origins = {key: f"{model.path.name} DEFAULTS" for key in settings}
     for origin, values in ((str(file), from_file), ("--set", overrides)):
@@ -510,7 +429,7 @@ def _variables_used(text: str) -> list[str]:
     return sorted(set(re.findall(r"getvariable\(\s*'(\w+)'", text)))
 
 
-def model_dependencies(model: hooks.Model, known: set[str]) -> set[str]:
+def model_dependencies(model: runner.Model, known: set[str]) -> set[str]:
     """The project relations a model reads: those its file names, plus ModelContext's."""
     text = model.source_text
     deps = set(re.findall(r"[a-z_][a-z0-9_]*", stages.strip_comments(text).lower())) & known
@@ -529,7 +448,7 @@ def _closure(roots: list[str], by_name: dict[str, stages.Stage]) -> set[str]:
     return seen
 
 
-def needed_tables(all_stages: list[stages.Stage], models: list[hooks.Model]) -> set[str]:
+def needed_tables(all_stages: list[stages.Stage], models: list[runner.Model]) -> set[str]:
     """Every table stage except those only models outside --models would read (say the
     sequence model's transitions when sequence does not run). Tables nothing reads are
     products in their own right (features for BI) and are built."""
@@ -540,7 +459,7 @@ def needed_tables(all_stages: list[stages.Stage], models: list[hooks.Model]) -> 
     for model in models:
         used += sorted(model_dependencies(model, known))
     unused = []
-    for model in hooks.discover().values():
+    for model in runner.discover().values():
         if model.name not in chosen:
             unused += sorted(model_dependencies(model, known))
     only_for_others = _closure(unused, by_name) - _closure(used, by_name)
@@ -551,7 +470,7 @@ def needed_tables(all_stages: list[stages.Stage], models: list[hooks.Model]) -> 
 
 def plan_fingerprints(
     all_stages: list[stages.Stage],
-    models: list[hooks.Model],
+    models: list[runner.Model],
     model_settings: dict[str, dict[str, Any]],
     params: BuildParams,
     input_fingerprints: dict[str, str],
@@ -564,7 +483,7 @@ def plan_fingerprints(
     variables = params.sql_variables()
     known = {s.name for s in all_stages if s.kind in stages.TABLE_PHASE}
     reader_code = _code_digest([_PACKAGE_DIR / n for n in ("build.py", "sources.py", "schema.py")])
-    model_code = _code_digest([_PACKAGE_DIR / "hooks.py", *stages.RANKING_DIR.glob("*.sql")])
+    model_code = _code_digest([_PACKAGE_DIR / "runner.py", *stages.RANKING_DIR.glob("*.sql")])
     needed = needed_tables(all_stages, models)
     fps: dict[str, str] = {}
     for stage in all_stages:
@@ -634,7 +553,7 @@ def build(params: BuildParams) -> BuildResult:
     started = time.perf_counter()
     models = _select_models(params)
     settings_file, file_settings = load_settings_file(params.config)
-    available = hooks.discover()
+    available = runner.discover()
     strays = [name for name in file_settings if name not in available]
     if strays:
         raise UserError(
@@ -744,8 +663,8 @@ def build(params: BuildParams) -> BuildResult:
             if previous.get(key) == fps[key]:
                 log.info("  model %s: unchanged, kept", model.name)
                 continue
-            with hooks.model_memory(con, model, params.memory_limit) as memory_in_use:
-                model_timings[model.name] = hooks.run_model(
+            with runner.model_memory(con, model, params.memory_limit) as memory_in_use:
+                model_timings[model.name] = runner.run_model(
                     con,
                     model,
                     model_settings[model.name],
@@ -816,7 +735,7 @@ def build(params: BuildParams) -> BuildResult:
             kept=kept_names,
         )
     except duckdb.OutOfMemoryException as exc:
-        raise hooks.out_of_memory(
+        raise runner.out_of_memory(
             exc, f"building {target.name}", memory_in_use, "the previous database is intact"
         ) from None
     except (duckdb.Error, OSError) as exc:
@@ -884,7 +803,7 @@ def _duckdb_config(params: BuildParams, work: Path) -> dict[str, str]:
 
 
 def _memory_limit(params: BuildParams) -> str:
-    return params.memory_limit or hooks.PIPELINE_MEMORY_LIMIT
+    return params.memory_limit or runner.PIPELINE_MEMORY_LIMIT
 
 
 def publish(con: duckdb.DuckDBPyConnection, temp_db: Path, target: Path) -> None:
@@ -977,10 +896,7 @@ def _build_info(
         "build_seconds": f"{seconds:.1f}",
         "models": ",".join(model_settings),
     }
-    for key, value in asdict(params).items():
-        if key in ("settings", "db", "data", "config"):
-            continue
-        info[f"param.{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    info.update(params.info_rows())
     info["param.memory_limit"] = _memory_limit(params)
     info["param.db"] = str(params.db)
     info["param.data"] = str(params.data) if params.data else ""
