@@ -269,7 +269,7 @@ class _CaptureSink:
         if output != "eval_rankings":
             return 0
         con.execute(f"insert into exposure_captured select * from {modelapi.SCORES_TABLE}")
-        return con.execute(f"select count(*) from {modelapi.SCORES_TABLE}").fetchone()[0]
+        return con.execute(f"select count(*) from {modelapi.SCORES_TABLE}").fetchall()[0][0]
 
     def write_factors(self, con, user_factors, item_factors) -> None:
         return None
