@@ -24,7 +24,7 @@ def register(sub) -> None:
     common.add_db(p)
     p.add_argument(
         "--models",
-        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        type=common.name_list,
         metavar="A,B",
         help="models to tune (default: those of the database with a search space)",
     )
