@@ -18,9 +18,10 @@ import pandas as pd
 
 from kuairec_db import resources
 from kuairec_db.errors import UserError
+from kuairec_db.params import DEFAULT_DB, BuildParams
 from kuairec_db.stages import select_body
 
-DEFAULT_DB = "kuairec.duckdb"
+_BUILD = BuildParams()  # the defaults of build(), declared in kuairec_db/params.py
 Database = str | os.PathLike | duckdb.DuckDBPyConnection
 
 
@@ -28,22 +29,22 @@ def build(
     db: str | os.PathLike = DEFAULT_DB,
     *,
     data: str | os.PathLike | None = None,
-    demo: bool = False,
-    demo_scale: float = 0.1,
+    demo: bool = _BUILD.demo,
+    demo_scale: float = _BUILD.demo_scale,
     models: Sequence[str] | None = None,
     settings: dict[str, dict[str, Any]] | None = None,
-    top_n: int = 100,
-    k: Sequence[int] = (5, 10, 20, 50),
-    label: str = "debiased",
-    label_threshold: float = 2.0,
-    label_quantile: float = 0.8,
-    confidence_alpha: float = 2.0,
-    bootstrap: int = 1000,
+    top_n: int = _BUILD.top_n,
+    k: Sequence[int] = tuple(_BUILD.k),
+    label: str = _BUILD.label,
+    label_threshold: float = _BUILD.label_threshold,
+    label_quantile: float = _BUILD.label_quantile,
+    confidence_alpha: float = _BUILD.confidence_alpha,
+    bootstrap: int = _BUILD.bootstrap_replicates,
     threads: int | None = None,
     memory_limit: str | None = None,
     config: str | os.PathLike | None = None,
     models_dir: str | os.PathLike | None = None,
-    force: bool = False,
+    force: bool = _BUILD.force,
 ):
     """Build (or update) the database, like ``python -m kuairec_db build``.
 
@@ -83,7 +84,6 @@ def build(
     >>> result = kuairec_db.build("demo.duckdb", demo=True, models=["popularity", "als"])
     >>> result.db, result.rebuilt[:2]
     """
-    from kuairec_db.build import BuildParams
     from kuairec_db.build import build as run_build
 
     params = BuildParams(

@@ -166,7 +166,7 @@ if name in ("als", "bpr", "itemknn"):
             calculate_training_loss=False)
     elif name == "bpr":
         from implicit.cpu.bpr import BayesianPersonalizedRanking
-        from kuairec_db.hooks import discover, load_module
+        from kuairec_db.runner import discover, load_module
         auto = load_module(discover()["bpr"]).auto_iterations(matrix.nnz)
         model = BayesianPersonalizedRanking(
             factors=settings["factors"], learning_rate=settings["learning_rate"],
@@ -224,7 +224,7 @@ def _seconds(output: str) -> float:
 
 def _floor(data: Path, threads: int) -> dict[str, float]:
     from kuairec_db.build import BuildParams
-    from kuairec_db.hooks import discover, model_defaults
+    from kuairec_db.runner import discover, model_defaults
 
     params = BuildParams()
     settings = model_defaults(discover()["als"])
@@ -550,7 +550,7 @@ def bench(
 ) -> list[dict]:
     """Every scale in turn; the model yardsticks of MODELS (default every model; [] for none:
     their build and library floors) at the largest scale up to 1.0, the real KuaiRec shape."""
-    from kuairec_db.hooks import discover
+    from kuairec_db.runner import discover
 
     out.mkdir(parents=True, exist_ok=True)
     models = list(discover()) if models is None else models

@@ -13,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
-import os
 import sys
 import time
 import types
@@ -27,9 +26,9 @@ import duckdb
 from kuairec_db import (
     comments,
     fingerprints,
-    hooks,
     lineage,
     profile,
+    runner,
     sources,
     stages,
     validate,
@@ -39,6 +38,7 @@ from kuairec_db import settings as model_settings_module
 from kuairec_db.buildinfo import _build_info, _data_warnings, _kept_facts, _memory_limit
 from kuairec_db.csvread import csv_error_message, csv_view_sql
 from kuairec_db.errors import UserError
+from kuairec_db.params import BuildParams
 from kuairec_db.schema import SOURCES
 from kuairec_db.stage_runner import (
     _announce_demo,
@@ -53,7 +53,6 @@ from kuairec_db.stage_runner import (
 log = logging.getLogger(__name__)
 
 STORAGE_VERSION = workspace.STORAGE_VERSION
-LABELS = ("debiased", "ratio")
 # Kept importable from here: the lock, publishing and the catalogue moved to their own modules.
 acquire_lock = workspace.acquire_lock
 remove_leftovers = workspace.remove_leftovers
@@ -65,87 +64,6 @@ FINGERPRINT_TABLE = fingerprints.FINGERPRINT_TABLE
 model_dependencies = fingerprints.model_dependencies
 needed_tables = fingerprints.needed_tables
 __all__ = ["BuildParams", "BuildResult", "build", "explain", "csv_error_message"]
-
-
-# The type and range of each build parameter that is a number (the SQL reads them as
-# variables, the demo and the models as arguments), with the option that sets it; checked by
-# BuildParams.validate before any work starts.
-PARAMETER_TYPES: dict[str, tuple[str, validate.Setting]] = {
-    "demo_scale": ("--demo-scale", validate.Setting(float, 0, 1, low_open=True)),
-    "demo_seed": ("demo_seed", validate.Setting(int, 0)),
-    "top_n": ("--top-n", validate.Setting(int, 1, 10_000)),
-    "label_threshold": ("--label-threshold", validate.Setting(float, 0)),
-    "label_quantile": (
-        "--label-quantile",
-        validate.Setting(float, 0, 1, low_open=True, high_open=True),
-    ),
-    "label_duration_buckets": ("label_duration_buckets", validate.Setting(int, 1, 1000)),
-    "tune_percent": ("tune_percent", validate.Setting(int, 1, 99)),
-    "popularity_prior_views": ("popularity_prior_views", validate.Setting(float, 0)),
-    "confidence_alpha": ("--confidence-alpha", validate.Setting(float, 0)),
-    "watch_ratio_cap": ("watch_ratio_cap", validate.Setting(float, 0, low_open=True)),
-    "seed": ("seed", validate.Setting(int, 0)),
-    "bootstrap_replicates": ("--bootstrap", validate.Setting(int, 1, 100_000)),
-}
-
-
-@dataclass
-class BuildParams:
-    """Every setting of a build; all of them end up in build_info."""
-
-    db: Path = Path("kuairec.duckdb")
-    data: Path | None = None
-    demo: bool = False
-    demo_scale: float = 0.1
-    demo_seed: int = 7
-    models: list[str] | None = None  # None: every model in models/
-    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> overrides
-    top_n: int = 100
-    k: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
-    label: str = "debiased"
-    label_threshold: float = 2.0
-    label_quantile: float = 0.8
-    label_duration_buckets: int = 10
-    tune_percent: int = 20
-    popularity_prior_views: float = 20.0
-    confidence_alpha: float = 2.0
-    watch_ratio_cap: float = 5.0
-    seed: int = 42
-    bootstrap_replicates: int = 1000
-    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
-    memory_limit: str | None = None
-    force: bool = False  # rebuild everything, ignoring what the previous database holds
-    config: Path | None = None  # model settings file; None: models/settings.toml if present
-
-    def validate(self) -> None:
-        if self.models is not None and not self.models:
-            raise UserError("--models names no model; give at least one, e.g. --models als")
-        if self.label not in LABELS:
-            raise UserError(f"--label must be one of {', '.join(LABELS)}, not {self.label!r}")
-        for name, (option, setting) in PARAMETER_TYPES.items():
-            setattr(self, name, setting.convert(getattr(self, name), option))
-        if not self.k or any(k < 1 for k in self.k):
-            raise UserError("--k takes positive cutoffs, e.g. --k 5,10,20,50")
-        if max(self.k) > self.top_n:
-            raise UserError(f"--k {max(self.k)} is above --top-n {self.top_n}: rank more videos")
-        validate.check_threads(self.threads)
-
-    def sql_variables(self) -> dict[str, Any]:
-        return {
-            "top_n": self.top_n,
-            "eval_k": sorted(set(self.k)),
-            "label": self.label,
-            "label_threshold": float(self.label_threshold),
-            "label_quantile": float(self.label_quantile),
-            "label_duration_buckets": int(self.label_duration_buckets),
-            "tune_percent": int(self.tune_percent),
-            "popularity_prior_views": float(self.popularity_prior_views),
-            "confidence_alpha": float(self.confidence_alpha),
-            "watch_ratio_cap": float(self.watch_ratio_cap),
-            "bootstrap_seed": int(self.seed),
-            "model_seed": int(self.seed),  # the seed of the SQL models (random)
-            "bootstrap_replicates": int(self.bootstrap_replicates),
-        }
 
 
 @dataclass
@@ -167,7 +85,7 @@ class BuildResult:
 @dataclass
 class _Plan:
     target: Path
-    models: list[hooks.Model]
+    models: list[runner.Model]
     settings_file: Path | None
     model_settings: dict[str, dict[str, Any]]
     all_stages: list[stages.Stage] = field(default_factory=list)
@@ -445,8 +363,8 @@ def _run_models(
             continue
         if not model.is_sql:
             release_cached_blocks(con, _memory_limit(params))
-        with hooks.model_memory(con, model, params.memory_limit) as ws.memory_in_use:
-            model_timings[model.name] = hooks.run_model(
+        with runner.model_memory(con, model, params.memory_limit) as ws.memory_in_use:
+            model_timings[model.name] = runner.run_model(
                 con,
                 model,
                 plan.model_settings[model.name],
@@ -503,9 +421,9 @@ def _write_metadata(con: duckdb.DuckDBPyConnection, plan: _Plan, info: dict[str,
     apply_comments(con)
 
 
-def _select_models(params: BuildParams) -> list[hooks.Model]:
+def _select_models(params: BuildParams) -> list[runner.Model]:
     """The models to run, those built on other models' outputs last."""
-    available = hooks.discover()
+    available = runner.discover()
     names = (
         params.models
         if params.models is not None

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import platform
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from kuairec_db import __version__, hooks
+from kuairec_db import __version__, runner
 from kuairec_db.workspace import STORAGE_VERSION
 
 log = logging.getLogger("kuairec_db.build")  # the build's log, whichever module writes it
@@ -21,7 +20,7 @@ BuildParams = Any  # kuairec_db.build.BuildParams (which imports this module)
 
 
 def _memory_limit(params: BuildParams) -> str:
-    return params.memory_limit or hooks.PIPELINE_MEMORY_LIMIT
+    return params.memory_limit or runner.PIPELINE_MEMORY_LIMIT
 
 
 def _kept_facts(
@@ -90,10 +89,7 @@ def _build_info(
         "build_seconds": f"{seconds:.1f}",
         "models": ",".join(model_settings),
     }
-    for key, value in asdict(params).items():
-        if key in ("settings", "db", "data", "config"):
-            continue
-        info[f"param.{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    info.update(params.info_rows())
     info["param.memory_limit"] = _memory_limit(params)
     info["param.db"] = str(params.db)
     info["param.data"] = str(params.data) if params.data else ""

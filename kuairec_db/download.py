@@ -9,13 +9,11 @@ final MD5 is checked either way. Every failure becomes one :class:`UserError` li
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import logging
 import os
 import re
-import shlex
 import sys
 import time
 import urllib.error
@@ -535,63 +533,3 @@ def _tell_end(fh: BinaryIO) -> int | None:
         return fh.seek(0, os.SEEK_END)
     except (OSError, ValueError):
         return None
-
-
-# ---------------------------------------------------------------------------------------------
-# command line
-
-
-def register(subparsers) -> None:
-    """Add the ``download`` subcommand."""
-    parser = subparsers.add_parser(
-        "download",
-        help="download the real KuaiRec archive (about 432 MB) and verify its MD5",
-        description=(
-            f"Download {ARCHIVE_NAME} (KuaiRec 2.0, Zenodo record 18164998, about 432 MB)\n"
-            "into a directory, verify its MD5 and print its path. An interrupted download\n"
-            f"resumes on the next run; an existing {ARCHIVE_NAME} with the right MD5 is reused\n"
-            "without any network access."
-        ),
-        epilog=(
-            "example:\n"
-            "  python -m kuairec_db download --to data\n"
-            f"  python -m kuairec_db build --data data/{ARCHIVE_NAME}"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--to",
-        type=Path,
-        default=Path("."),
-        metavar="DIR",
-        help="directory to download into, created if needed (default: current directory)",
-    )
-    parser.add_argument(
-        "--url", default=DEFAULT_URL, help="http(s):// or file:// source (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--md5",
-        default=DEFAULT_MD5,
-        metavar="HEX",
-        help="expected MD5 of the archive, or 'none' to skip verification (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help=f"download again even if DIR/{ARCHIVE_NAME} exists and its MD5 matches",
-    )
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Download, print the archive's path on stdout, and log the next step."""
-    path = download(
-        url=args.url,
-        dest_dir=args.to,
-        expected_md5=args.md5,
-        force=args.force,
-        progress=log.isEnabledFor(logging.INFO),
-    )
-    print(path)
-    log.info("next: python -m kuairec_db build --data %s", shlex.quote(str(path)))
-    return 0

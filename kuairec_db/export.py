@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from kuairec_db.api import DEFAULT_DB, connect
+from kuairec_db.api import connect
 from kuairec_db.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -84,34 +84,3 @@ def export(
         return written
     finally:
         con.close()
-
-
-def register(sub) -> None:
-    import argparse
-
-    p = sub.add_parser(
-        "export",
-        help="write relations of the database to Parquet or CSV files",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Writes one file per relation, NAME.parquet (default) or NAME.csv, into "
-        "DIR. Without RELATION names: every public relation the database has (README, 'The "
-        "public relations'); any relation of the database may be named.",
-        epilog="examples:\n  python -m kuairec_db export --to out\n"
-        "  python -m kuairec_db export --to out --format csv eval_metrics recommendations",
-    )
-    p.add_argument(
-        "--db", default=DEFAULT_DB, metavar="PATH", help=f"database file (default ./{DEFAULT_DB})"
-    )
-    p.add_argument("--to", required=True, metavar="DIR", help="folder to write (created)")
-    p.add_argument(
-        "--format", choices=FORMATS, default="parquet", help="file format (default parquet)"
-    )
-    p.add_argument("relations", nargs="*", metavar="RELATION", help="relations to write")
-    p.set_defaults(func=run_export)
-
-
-def run_export(args) -> int:
-    written = export(args.db, args.to, args.format, args.relations)
-    for path, n in written:
-        print(f"{path}\t{n}")
-    return 0

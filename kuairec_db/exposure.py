@@ -39,11 +39,19 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
-import pandas as pd
 
-from kuairec_db import __version__, comments, fingerprints, hooks, stages, validate, workspace
+from kuairec_db import (
+    __version__,
+    comments,
+    fingerprints,
+    modelapi,
+    runner,
+    stages,
+    validate,
+    workspace,
+)
 from kuairec_db.errors import UserError
+from kuairec_db.params import variables_from_build_info
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +81,6 @@ REQUIRED = (
     "int_user_index",
     "int_item_index",
 )
-# Build variables that sql/ files read with getvariable(), and their build_info keys.
-BUILD_VARIABLES = {
-    "top_n": ("param.top_n", int),
-    "eval_k": ("param.k", json.loads),
-    "label": ("param.label", str),
-    "label_threshold": ("param.label_threshold", float),
-    "label_quantile": ("param.label_quantile", float),
-    "label_duration_buckets": ("param.label_duration_buckets", int),
-    "tune_percent": ("param.tune_percent", int),
-    "popularity_prior_views": ("param.popularity_prior_views", float),
-    "confidence_alpha": ("param.confidence_alpha", float),
-    "watch_ratio_cap": ("param.watch_ratio_cap", float),
-    "model_seed": ("param.seed", int),
-}
 CONTRACT = tuple(stages.CONTRACT_TABLES)  # shadowed while the temporal split retrains
 
 
@@ -105,7 +99,7 @@ class StudyParams:
     temporal_days: int = DEFAULT_TEMPORAL_DAYS
     temporal_models: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPORAL_MODELS))
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
-    memory_limit: str | None = None  # None: hooks.PIPELINE_MEMORY_LIMIT and what models ask for
+    memory_limit: str | None = None  # None: runner.PIPELINE_MEMORY_LIMIT and what models ask for
 
     def validate(self) -> None:
         if not self.densities or any(not 0 < d <= 1 for d in self.densities):
@@ -174,7 +168,7 @@ def check_models(params: StudyParams, info: dict[str, str]) -> None:
         )
     if not params.temporal:
         return
-    available = hooks.discover()
+    available = runner.discover()
     for name in params.temporal_models:
         if name not in available:
             raise UserError(f"--temporal-models: no model {name!r} in models/")
@@ -190,10 +184,8 @@ def check_models(params: StudyParams, info: dict[str, str]) -> None:
 
 def set_build_variables(con: duckdb.DuckDBPyConnection, info: dict[str, str]) -> None:
     """The build's SQL variables, read back from build_info."""
-    for name, (key, convert) in BUILD_VARIABLES.items():
-        if key not in info:
-            raise UserError(f"build_info has no {key}: rebuild the database with this version")
-        con.execute(f"set variable {name} = ?", [convert(info[key])])
+    for name, value in variables_from_build_info(info).items():
+        con.execute(f"set variable {name} = ?", [value])
 
 
 def run_sql(
@@ -241,40 +233,21 @@ def t_quantile(n_repeats: int) -> float:
 # Every model's score of every candidate
 
 
-class _CaptureContext(hooks.ModelContext):
-    """A model context that keeps the evaluation scores of every candidate and drops the rest."""
+class _CaptureSink:
+    """A model context's sink that keeps the evaluation scores of every candidate (in the temp
+    table exposure_captured) and drops the rest."""
 
-    def write_recommendation_scores(self, user_index, item_index, score) -> int:
-        return 0
+    def write_scores(self, con: duckdb.DuckDBPyConnection, output: str) -> int:
+        if output != "eval_rankings":
+            return 0
+        con.execute(f"insert into exposure_captured select * from {modelapi.SCORES_TABLE}")
+        return con.execute(f"select count(*) from {modelapi.SCORES_TABLE}").fetchall()[0][0]
 
-    def write_factors(self, user_factors, item_factors) -> None:
+    def write_factors(self, con, user_factors, item_factors) -> None:
         return None
 
-    def write_eval_scores(self, user_index, item_index, score) -> int:
-        frame = pd.DataFrame(
-            {
-                "user_index": np.asarray(user_index, dtype=np.int32),
-                "item_index": np.asarray(item_index, dtype=np.int32),
-                "score": np.asarray(score, dtype=np.float64),
-            }
-        )
-        self.con.register("exposure_captured_frame", frame)
-        try:
-            self.con.execute(
-                """
-                insert into exposure_captured
-                select u.user_id, i.video_id, f.score
-                from exposure_captured_frame as f
-                inner join int_user_index as u on f.user_index = u.user_index
-                inner join int_item_index as i on f.item_index = i.item_index
-                """
-            )
-        finally:
-            self.con.unregister("exposure_captured_frame")
-        return len(frame)
 
-
-def _score_sql_model(con, model: hooks.Model) -> str:
+def _score_sql_model(con, model: runner.Model) -> str:
     body = stages.select_body(model.path.read_text(encoding="utf-8"))
     con.execute(f"create or replace temp table exposure_model_raw as {body}")
     columns = {r[0] for r in con.execute("describe exposure_model_raw").fetchall()}
@@ -320,7 +293,7 @@ def _score_factors(con, name: str) -> str:
     return "dot product of the stored factors"
 
 
-def _score_refit(con, model: hooks.Model, info: dict[str, str], threads: int) -> str:
+def _score_refit(con, model: runner.Model, info: dict[str, str], threads: int) -> str:
     settings = json.loads(info.get(f"model.{model.name}.settings", "{}"))
     depth = con.execute(
         "select max(n) from (select count(*) as n from int_ground_truth group by user_id)"
@@ -329,7 +302,7 @@ def _score_refit(con, model: hooks.Model, info: dict[str, str], threads: int) ->
         "create or replace temp table exposure_captured "
         "(user_id integer, video_id integer, score double)"
     )
-    ctx = _CaptureContext(
+    ctx = modelapi.ModelContext(
         con=con,
         name=model.name,
         settings=settings,
@@ -337,8 +310,9 @@ def _score_refit(con, model: hooks.Model, info: dict[str, str], threads: int) ->
         threads=threads,
         seed=int(info.get("param.seed", 42)),
         wants_recommendations=False,
+        sink=_CaptureSink(),
     )
-    hooks.load_module(model).run(ctx)
+    runner.load_module(model).run(ctx)
     con.execute(
         """
         insert into exposure_scores
@@ -348,6 +322,7 @@ def _score_refit(con, model: hooks.Model, info: dict[str, str], threads: int) ->
         """
     )
     con.execute("drop table temp.exposure_captured")
+    con.execute(f"drop table if exists temp.{modelapi.SCORES_TABLE}")
     return "refitted, every candidate scored"
 
 
@@ -371,7 +346,7 @@ def score_all_candidates(
     factor_models = {
         r[0] for r in con.execute("select distinct model from model_user_factors").fetchall()
     }
-    available = hooks.discover()
+    available = runner.discover()
     con.execute(
         "create or replace temp table exposure_scores "
         "(model varchar, user_id integer, video_id integer, score double)"
@@ -389,12 +364,12 @@ def score_all_candidates(
         con.execute("set variable model_name = ?", [name])
         try:
             if model is not None and model.is_sql:
-                with hooks.model_memory(con, model, memory_limit):
+                with runner.model_memory(con, model, memory_limit):
                     row["scored_by"] = _score_sql_model(con, model)
             elif name in factor_models:
                 row["scored_by"] = _score_factors(con, name)
             elif model is not None:
-                with hooks.model_memory(con, model, memory_limit):
+                with runner.model_memory(con, model, memory_limit):
                     row["scored_by"] = _score_refit(con, model, info, threads)
             else:
                 row["note"] = f"left out: models/{name}.sql or .py is not in this checkout"
@@ -519,10 +494,10 @@ def temporal_split(con, params: StudyParams, info: dict[str, str], threads: int)
 
     The earlier views shadow int_train_events as a temp table of the same name; the table
     stages that depend on it and that the models need are re-run as temp tables over it, and
-    the models run through hooks.run_model into temp copies of the contract tables. Nothing of
+    the models run through runner.run_model into temp copies of the contract tables. Nothing of
     the database's own tables changes. Returns facts for eval_exposure_info.
     """
-    available = hooks.discover()  # the names are checked by check_models, before any work
+    available = runner.discover()  # the names are checked by check_models, before any work
     models = [available[name] for name in params.temporal_models]
     top_n = int(info["param.top_n"])
 
@@ -576,8 +551,8 @@ def temporal_split(con, params: StudyParams, info: dict[str, str], threads: int)
         for model in models:
             settings = json.loads(info.get(f"model.{model.name}.settings", "{}"))
             seed = int(info.get("param.seed", 42))
-            with hooks.model_memory(con, model, params.memory_limit):
-                hooks.run_model(con, model, settings, top_n, threads, seed)
+            with runner.model_memory(con, model, params.memory_limit):
+                runner.run_model(con, model, settings, top_n, threads, seed)
         run_sql(con, "temporal_test_pairs")
         shadows.append("temporal_test_pairs")
         run_sql(con, "temporal_user_metrics")
@@ -625,7 +600,7 @@ def run_study(params: StudyParams) -> StudyResult:
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
     limit = params.memory_limit or (
-        f"{hooks.PIPELINE_MEMORY_LIMIT}, more for models that ask for it"
+        f"{runner.PIPELINE_MEMORY_LIMIT}, more for models that ask for it"
     )
     timings: dict[str, float] = {}
     with workspace.Workspace(
@@ -706,125 +681,9 @@ def _write_info(con, params, info, facts, timings, started_at) -> None:
         "positivity_weight": f"{POSITIVITY_WEIGHT:g}",
         "popularity_exponent": f"{POPULARITY_EXPONENT:g}",
         "temporal": str(params.temporal).lower(),
-        "memory_limit": params.memory_limit or hooks.PIPELINE_MEMORY_LIMIT,
+        "memory_limit": params.memory_limit or runner.PIPELINE_MEMORY_LIMIT,
         **facts,
         **{k: f"{v:.1f}" for k, v in timings.items()},
     }
     con.execute("create or replace table eval_exposure_info (key varchar, value varchar)")
     con.executemany("insert into eval_exposure_info values (?, ?)", sorted(out.items()))
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-
-def register(sub) -> None:
-    from kuairec_db.commands import (
-        RAW,
-        _add_db,
-        _add_resources,
-        _float_list,
-        _int_list,
-        _name_list,
-    )
-
-    p = sub.add_parser(
-        "exposure-study",
-        help="sparse test sets under three exposure strategies vs the fully observed matrix",
-        formatter_class=RAW,
-        description="The KuaiRec paper's experiment on a built database: sample sparse test sets "
-        "from the\nfully observed small matrix (test users) under uniform, positivity-oriented "
-        "and\npopularity-oriented exposure at several densities, evaluate every model on each, "
-        "and\nmeasure with Kendall's tau how well each orders the models like the full matrix,"
-        "\nover --repeats samples (seeds) each, with intervals."
-        "\nThen the usual sparse protocol for contrast: a temporal split of the big matrix with\n"
-        "the cheap models retrained on the earlier views. Writes eval_exposure_study,\n"
-        "eval_exposure_samples, eval_exposure_models, eval_exposure_info and eval_temporal_split"
-        "\ninto the database (on a copy renamed into place; refused while a build runs).",
-        epilog="examples:\n  python -m kuairec_db exposure-study\n"
-        "  python -m kuairec_db exposure-study --densities 0.05,0.2 --strategies uniform "
-        "--k 5,10\n  python -m kuairec_db exposure-study --models popularity,als --no-temporal",
-    )
-    _add_db(p)
-    p.add_argument(
-        "--densities",
-        type=_float_list,
-        default=list(DEFAULT_DENSITIES),
-        metavar="D,D",
-        help="shares of the fully observed pairs to sample (default 0.1,0.3,0.5,0.7,0.9)",
-    )
-    p.add_argument(
-        "--strategies",
-        type=_name_list,
-        default=list(STRATEGIES),
-        metavar="S,S",
-        help="exposure strategies (default uniform,positivity,popularity)",
-    )
-    p.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help=f"sampling seed (default {DEFAULT_SEED})"
-    )
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=DEFAULT_REPEATS,
-        metavar="R",
-        help=f"samples per strategy and density, with seeds SEED .. SEED + R - 1: the study's "
-        f"values are their means with intervals (default {DEFAULT_REPEATS})",
-    )
-    p.add_argument(
-        "--k", type=_int_list, default=list(DEFAULT_K), metavar="K,K", help="cutoffs (default 10)"
-    )
-    p.add_argument(
-        "--models", type=_name_list, metavar="A,B", help="models to study (default: all in the db)"
-    )
-    p.add_argument(
-        "--no-temporal",
-        dest="temporal",
-        action="store_false",
-        help="skip the temporal split (it retrains the --temporal-models)",
-    )
-    p.add_argument(
-        "--temporal-days",
-        type=int,
-        default=DEFAULT_TEMPORAL_DAYS,
-        metavar="N",
-        help=f"the last N days of the big matrix are the test views (default "
-        f"{DEFAULT_TEMPORAL_DAYS})",
-    )
-    p.add_argument(
-        "--temporal-models",
-        type=_name_list,
-        default=list(DEFAULT_TEMPORAL_MODELS),
-        metavar="A,B",
-        help="models to retrain on the earlier views (default popularity,als)",
-    )
-    _add_resources(p)
-    p.set_defaults(func=run_command)
-
-
-def run_command(args) -> int:
-    params = StudyParams(
-        db=Path(args.db),
-        densities=args.densities,
-        strategies=args.strategies,
-        seed=args.seed,
-        repeats=args.repeats,
-        k=args.k,
-        models=args.models,
-        temporal=args.temporal,
-        temporal_days=args.temporal_days,
-        temporal_models=args.temporal_models,
-        threads=args.threads,
-        memory_limit=args.memory_limit,
-    )
-    result = run_study(params)
-    print(
-        f"exposure study written to {result.db} in {result.seconds:.1f} s: "
-        f"{len(result.models)} models ({', '.join(result.models)})"
-    )
-    for name, why in result.left_out.items():
-        print(f"  {name}: {why}")
-    if result.temporal_models:
-        print(f"temporal split: {', '.join(result.temporal_models)} retrained on earlier views")
-    print(f"next: python -m kuairec_db report --db {args.db}")
-    return 0

@@ -9,7 +9,7 @@ later build compares component by component and names what changed. The componen
   that reads the CSVs (sources.py, schema.py, csvread.py); ``int_profile_sample`` also covers
   profile.py, whose fits are redone with it.
 - a model: its file (and the SQL files it declares in ``SQL_FILES``), its settings, top_n and
-  seed, the fingerprints of the relations it reads, the project code it runs (hooks.py, the
+  seed, the fingerprints of the relations it reads, the project code it runs (runner.py, the
   ranking templates, and every ``kuairec_db`` module its file imports, transitively), and the
   version of every installed library that code imports (implicit, lightgbm, numpy ...); a
   model built on the other models (``USES_OTHER_MODELS``) also covers their fingerprints.
@@ -36,7 +36,7 @@ from typing import Any
 
 import duckdb
 
-from kuairec_db import hooks, profile, sources, stages
+from kuairec_db import profile, runner, sources, stages
 from kuairec_db.schema import SOURCES
 
 FINGERPRINT_TABLE = "build_fingerprints"
@@ -47,7 +47,7 @@ CONTEXT_DEPS = frozenset(
 )
 PACKAGE_DIR = Path(__file__).resolve().parent
 READER_MODULES = ("sources.py", "schema.py", "csvread.py")  # the code staging tables run
-RUNNER_MODULES = ("hooks.py",)  # the code every model runs
+RUNNER_MODULES = ("runner.py",)  # the code every model runs
 
 
 def _digest(parts: list[str]) -> str:
@@ -66,7 +66,7 @@ def _variables_used(text: str) -> list[str]:
 # The graph: which relations each stage and model reads
 
 
-def model_dependencies(model: hooks.Model, known: set[str]) -> set[str]:
+def model_dependencies(model: runner.Model, known: set[str]) -> set[str]:
     """The project relations a model reads: those its file names, plus ModelContext's."""
     deps = stages.names_read(model.source_text, known)
     return deps | CONTEXT_DEPS if not model.is_sql else deps
@@ -101,7 +101,7 @@ def downstream(root: str, by_name: dict[str, stages.Stage]) -> set[str]:
     return out
 
 
-def needed_tables(all_stages: list[stages.Stage], models: list[hooks.Model]) -> set[str]:
+def needed_tables(all_stages: list[stages.Stage], models: list[runner.Model]) -> set[str]:
     """Every table stage except those only models outside --models would read (say the
     sequence model's transitions when sequence does not run). Tables nothing reads are
     products in their own right (features for BI) and are built."""
@@ -112,7 +112,7 @@ def needed_tables(all_stages: list[stages.Stage], models: list[hooks.Model]) -> 
     for model in models:
         used += sorted(model_dependencies(model, known))
     unused = []
-    for model in hooks.discover().values():
+    for model in runner.discover().values():
         if model.name not in chosen:
             unused += sorted(model_dependencies(model, known))
     only_for_others = closure(unused, by_name) - closure(used, by_name)
@@ -184,7 +184,7 @@ def library_versions(modules: set[str]) -> dict[str, str]:
     return out
 
 
-def model_code(model: hooks.Model) -> tuple[str, dict[str, str]]:
+def model_code(model: runner.Model) -> tuple[str, dict[str, str]]:
     """(digest of the project code MODEL runs, library -> version of the libraries it uses)."""
     roots = [PACKAGE_DIR / name for name in RUNNER_MODULES]
     if not model.is_sql:
@@ -214,7 +214,7 @@ def _finish(components: dict[str, str]) -> str:
 
 def plan(
     all_stages: list[stages.Stage],
-    models: list[hooks.Model],
+    models: list[runner.Model],
     model_settings: dict[str, dict[str, Any]],
     variables: dict[str, Any],
     top_n: int,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from kuairec_db import hooks, resources, stages
+from kuairec_db import resources, runner, stages
 from kuairec_db.schema import SOURCES
 
 TABLE = "build_lineage"
@@ -36,7 +36,7 @@ def _shown(path: Path) -> str:
 
 
 def rows(
-    all_stages: list[stages.Stage], built: set[str], models: list[hooks.Model]
+    all_stages: list[stages.Stage], built: set[str], models: list[runner.Model]
 ) -> list[tuple[str, str, str, list[str], list[str]]]:
     """One row per relation the build made (BUILT: the table stages it kept or rebuilt), per
     view, per contract table the models fill, and for build_info and build_fingerprints."""

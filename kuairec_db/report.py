@@ -1176,37 +1176,3 @@ def write_report(db: Path, out: Path) -> ReportResult:
     temp.write_text(page, encoding="utf-8")
     temp.replace(out)
     return ReportResult(out=out, n_images=figs.count, notes=notes)
-
-
-def register(sub) -> None:
-    from kuairec_db.commands import RAW, _add_db
-
-    p = sub.add_parser(
-        "report",
-        help="write one self-contained HTML report (tables and plots) of a database",
-        formatter_class=RAW,
-        description="Reads the database only (read-only) and writes one HTML file with its "
-        "plots embedded:\nthe data and its row accounting, the leaderboard, paired comparisons, "
-        "accuracy against\npopularity, coverage and diversity, the exposure study and the "
-        "temporal split, and\nper-segment results. Sections whose tables are missing say so.",
-        epilog="examples:\n  python -m kuairec_db report\n"
-        "  python -m kuairec_db report --db kuairec.duckdb --out report.html",
-    )
-    _add_db(p)
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path("report.html"),
-        metavar="FILE",
-        help="HTML file to write (default ./report.html)",
-    )
-    p.set_defaults(func=run_command)
-
-
-def run_command(args) -> int:
-    result = write_report(Path(args.db), args.out)
-    print(f"wrote {result.out} ({result.n_images} plots)")
-    for key in result.notes:
-        title = dict(SECTIONS)[key]
-        print(f"  note: section '{title}' is partial (a table is missing)")
-    return 0

@@ -9,7 +9,7 @@ from typing import Any
 
 import tomli_w
 
-from kuairec_db import hooks, resources, workspace
+from kuairec_db import resources, runner, workspace
 from kuairec_db.errors import UserError
 
 
@@ -33,12 +33,12 @@ def load_settings_file(path: Path | None) -> tuple[Path | None, dict[str, dict[s
 
 
 def model_settings(
-    model: hooks.Model, from_file: dict[str, Any], overrides: dict[str, Any], file: Path | None
+    model: runner.Model, from_file: dict[str, Any], overrides: dict[str, Any], file: Path | None
 ) -> dict[str, Any]:
     """DEFAULTS of the model, then the settings file, then --set; each value checked against
-    the type and range the model declares (hooks.model_setting_types)."""
-    settings = hooks.model_defaults(model)
-    types = hooks.model_setting_types(model)
+    the type and range the model declares (runner.model_setting_types)."""
+    settings = runner.model_defaults(model)
+    types = runner.model_setting_types(model)
     known = ", ".join(settings) or "none"
     origins = {key: f"{model.path.name} DEFAULTS" for key in settings}
     for origin, values in ((str(file), from_file), ("--set", overrides)):
@@ -57,11 +57,11 @@ def model_settings(
 
 
 def resolve(
-    models: list[hooks.Model], config: Path | None, overrides: dict[str, dict[str, Any]]
+    models: list[runner.Model], config: Path | None, overrides: dict[str, dict[str, Any]]
 ) -> tuple[Path | None, dict[str, dict[str, Any]]]:
     """(the settings file read, model -> its checked settings) for the models of a build."""
     settings_file, file_settings = load_settings_file(config)
-    available = hooks.discover()
+    available = runner.discover()
     strays = [name for name in file_settings if name not in available]
     if strays:
         raise UserError(

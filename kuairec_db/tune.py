@@ -31,7 +31,6 @@ by cross-validation over the tune users).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import logging
@@ -39,15 +38,16 @@ import os
 import random
 import time
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from kuairec_db import build, comments, hooks, resources, settings, stages, validate, workspace
+from kuairec_db import build, comments, runner, settings, stages, validate, workspace
 from kuairec_db.errors import UserError
+from kuairec_db.params import changed_options, from_build_info
 
 log = logging.getLogger(__name__)
 
@@ -128,21 +128,21 @@ class TuneResult:
 # Search spaces and sampling
 
 
-def search_space(model: hooks.Model) -> dict[str, list[Any]]:
+def search_space(model: runner.Model) -> dict[str, list[Any]]:
     """The model's search space: its module's SEARCH_SPACE, else SEARCH_SPACES, else {}."""
     if model.is_sql:
         return {}
-    space = getattr(hooks.load_module(model), "SEARCH_SPACE", None)
+    space = getattr(runner.load_module(model), "SEARCH_SPACE", None)
     if space is None:
         space = SEARCH_SPACES.get(model.name, {})
-    defaults = hooks.model_defaults(model)
+    defaults = runner.model_defaults(model)
     unknown = [key for key in space if key not in defaults]
     if unknown:
         raise UserError(
             f"search space of {model.name} names unknown setting(s) {', '.join(unknown)} "
             f"(it has: {', '.join(defaults) or 'none'})"
         )
-    types = hooks.model_setting_types(model)  # the declared type and range of each setting
+    types = runner.model_setting_types(model)  # the declared type and range of each setting
     return {
         key: [types[key].convert(v, f"search space of {model.name}.{key}") for v in values]
         for key, values in space.items()
@@ -178,10 +178,10 @@ def sample_settings(
     return trials
 
 
-def tunable_models(names: list[str] | None) -> list[hooks.Model]:
+def tunable_models(names: list[str] | None) -> list[runner.Model]:
     """The models to tune: those named, else every model with a non-empty search space (tune
     then keeps those the database was built with)."""
-    available = hooks.discover()
+    available = runner.discover()
     if names is None:
         chosen = [m for m in available.values() if not m.uses_other_models and search_space(m)]
         if not chosen:
@@ -206,29 +206,6 @@ def tunable_models(names: list[str] | None) -> list[hooks.Model]:
 
 # ---------------------------------------------------------------------------------------------
 # The workspace
-
-
-def _build_params(info: dict[str, str]) -> build.BuildParams:
-    """The BuildParams a database was built with, from its build_info param.* rows."""
-    params = build.BuildParams()
-    for f in fields(params):
-        text = info.get(f"param.{f.name}")
-        default = getattr(params, f.name)
-        if text is None or text == "None" or isinstance(default, (Path, dict)) or default is None:
-            continue
-        if isinstance(default, bool):
-            value: Any = text == "True"
-        elif isinstance(default, (int, float)):
-            value = type(default)(text)
-        elif isinstance(default, list):
-            value = json.loads(text)
-        else:
-            value = text
-        setattr(params, f.name, value)
-    models = info.get("param.models")
-    if models and models != "None":
-        params.models = json.loads(models)
-    return params
 
 
 def _restrict_to_tune_users(con: duckdb.DuckDBPyConnection) -> int:
@@ -287,7 +264,7 @@ def tune(
     started = time.perf_counter()
     tuned_at = datetime.now(timezone.utc).replace(tzinfo=None)
 
-    limit = memory_limit or f"{hooks.PIPELINE_MEMORY_LIMIT}, more for models that ask for it"
+    limit = memory_limit or f"{runner.PIPELINE_MEMORY_LIMIT}, more for models that ask for it"
     with workspace.Workspace(target, "tuning on", "the database and settings are unchanged") as ws:
         con = duckdb.connect(
             str(ws.make_work_folder() / "tune.duckdb"), config=ws.config(threads, memory_limit)
@@ -296,7 +273,7 @@ def tune(
         try:
             con.execute(f"attach '{workspace.sql_str(target)}' as src (read_only)")
             info = _read_build_info(con, db)
-            params = _build_params(info)
+            params = from_build_info(info)
             if k not in params.k:
                 raise UserError(f"--k {k}: {db} has metrics at k = {', '.join(map(str, params.k))}")
             if models is None:  # by default, the tunable models this database was built with
@@ -325,7 +302,7 @@ def tune(
 def _run_trials(
     con: duckdb.DuckDBPyConnection,
     result: TuneResult,
-    chosen_models: list[hooks.Model],
+    chosen_models: list[runner.Model],
     params: build.BuildParams,
     budget: int,
     seed: int,
@@ -346,7 +323,7 @@ def _run_trials(
     )
     for model in chosen_models:
         candidates = sample_settings(
-            hooks.model_defaults(model),
+            runner.model_defaults(model),
             search_space(model),
             budget,
             f"{seed}:{model.name}",
@@ -355,8 +332,8 @@ def _run_trials(
         model_trials = []
         for number, trial_settings in enumerate(candidates):
             trial_started = time.perf_counter()
-            with hooks.model_memory(con, model, memory_limit):
-                hooks.run_model(
+            with runner.model_memory(con, model, memory_limit):
+                runner.run_model(
                     con,
                     model,
                     trial_settings,
@@ -392,7 +369,7 @@ def _run_trials(
 
 # The tables a trial writes (copied into the workspace); every other table is read through a
 # view on the database. int_ground_truth and eval_rankings are copied for the tune users only.
-_WRITTEN = tuple(hooks.CONTRACT_TABLES)
+_WRITTEN = tuple(runner.CONTRACT_TABLES)
 
 
 def _open_trials_workspace(con: duckdb.DuckDBPyConnection) -> None:
@@ -541,17 +518,6 @@ def write_settings_file(path: Path, result: TuneResult, info: dict[str, str]) ->
     settings.write_settings_file(path, header, tables, notes)
 
 
-# The build options that change what is built, to repeat in the suggested command.
-_FLAGS = {
-    "label": "--label",
-    "label_threshold": "--label-threshold",
-    "label_quantile": "--label-quantile",
-    "confidence_alpha": "--confidence-alpha",
-    "top_n": "--top-n",
-    "k": "--k",
-}
-
-
 def _build_command(db: Path, info: dict[str, str], params: build.BuildParams, write) -> str:
     parts = ["python -m kuairec_db build", f"--db {db}"]
     data = info.get("param.data")
@@ -561,112 +527,9 @@ def _build_command(db: Path, info: dict[str, str], params: build.BuildParams, wr
         parts.append("--demo")
         if params.demo_scale != build.BuildParams().demo_scale:
             parts.append(f"--demo-scale {params.demo_scale}")
-    defaults = build.BuildParams()
-    for name, flag in _FLAGS.items():
-        value = getattr(params, name)
-        if value != getattr(defaults, name):
-            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-            parts.append(f"{flag} {text}")
+    parts += changed_options(params)  # the options the SQL reads, where not the defaults
     if params.models is not None:
         parts.append(f"--models {','.join(params.models)}")
     if write is not None:
         parts.append(f"--config {write}")
     return " ".join(parts)
-
-
-# ---------------------------------------------------------------------------------------------
-# The command
-
-
-def register(sub) -> None:
-    from kuairec_db.commands import DEFAULT_DB, _add_resources
-
-    p = sub.add_parser(
-        "tune",
-        help="choose model settings on the tune users (random search) and write them",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Random search over each model's settings, evaluated on the TUNE users only\n"
-        "(in a copy of the database whose ground truth holds nothing else). Every trial goes\n"
-        "to the table tuning_trials; the best settings per model go to a TOML file that build\n"
-        "reads (DEFAULTS < file < --set). Trial 0 is always the model's defaults.",
-        epilog="examples:\n  python -m kuairec_db tune\n"
-        "  python -m kuairec_db tune --models als --budget 12 --seed 7\n"
-        "  python -m kuairec_db tune --metric recall --k 20 --write tuned.toml",
-    )
-    p.add_argument(
-        "--db", default=DEFAULT_DB, metavar="PATH", help=f"database file (default: ./{DEFAULT_DB})"
-    )
-    p.add_argument(
-        "--models",
-        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
-        metavar="A,B",
-        help="models to tune (default: those of the database with a search space)",
-    )
-    p.add_argument(
-        "--budget",
-        type=int,
-        default=DEFAULT_BUDGET,
-        metavar="N",
-        help=f"trials per model, trial 0 being the defaults (default {DEFAULT_BUDGET})",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=DEFAULT_SEED,
-        metavar="S",
-        help=f"seed of the search (default {DEFAULT_SEED})",
-    )
-    p.add_argument(
-        "--metric",
-        choices=METRICS,
-        default="ndcg",
-        help="selection metric on the tune users (default ndcg)",
-    )
-    p.add_argument("--k", type=int, default=10, metavar="K", help="its cutoff (default 10)")
-    p.add_argument(
-        "--write",
-        type=Path,
-        metavar="FILE",
-        help="settings file to write (default: settings.toml in the models folder, "
-        "./models unless --models-dir says otherwise; build reads it)",
-    )
-    _add_resources(p)
-    p.set_defaults(func=run_tune)
-
-
-def run_tune(args) -> int:
-    result = tune(
-        Path(args.db),
-        models=args.models,
-        budget=args.budget,
-        seed=args.seed,
-        metric=args.metric,
-        k=args.k,
-        write=args.write or resources.settings_file(),
-        threads=args.threads,
-        memory_limit=args.memory_limit,
-    )
-    selection = f"{result.metric}@{result.k}"
-    print(
-        f"tuned {len(result.chosen())} model(s) on the {result.n_tune_users} tune users of "
-        f"{args.db} by {selection} in {result.seconds:.1f} s"
-    )
-    defaults = {t.model: t for t in result.trials if t.trial == 0}
-    print(f"{'model':<12}{'trials':>7}{'defaults':>10}{'chosen':>10}  settings")
-    for name, trial in result.chosen().items():
-        n = sum(t.model == name for t in result.trials)
-        changed = {
-            key: value
-            for key, value in trial.settings.items()
-            if value != defaults[name].settings.get(key)
-        }
-        shown = " ".join(f"{key}={value}" for key, value in changed.items()) or "(the defaults)"
-        print(
-            f"{name:<12}{n:>7}{defaults[name].values[result.metric]:>10.4f}"
-            f"{trial.values[result.metric]:>10.4f}  {shown}"
-        )
-    print(f"every trial: table {TRIALS_TABLE} in {args.db}")
-    if result.settings_file is not None:
-        print(f"chosen settings written to {result.settings_file}; apply them with:")
-        print(f"  {result.build_command}")
-    return 0

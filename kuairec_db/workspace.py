@@ -23,7 +23,7 @@ from types import TracebackType
 import duckdb
 import filelock
 
-from kuairec_db import hooks, validate
+from kuairec_db import runner, validate
 from kuairec_db.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class Workspace:
         self.intact = intact
         self.temp_db = temp_path(target, "building")
         self.work = temp_path(target, "work")
-        self.memory_in_use = hooks.PIPELINE_MEMORY_LIMIT
+        self.memory_in_use = runner.PIPELINE_MEMORY_LIMIT
         self.bytes_copied = 0  # of TARGET into the working copy (reported in the debug log)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock: BuildLock | None = None
@@ -177,7 +177,7 @@ class Workspace:
 
     def config(self, threads: int, memory_limit: str | None) -> dict[str, str]:
         """DuckDB settings of every connection of a command: threads, spill folder, memory."""
-        self.memory_in_use = memory_limit or hooks.PIPELINE_MEMORY_LIMIT
+        self.memory_in_use = memory_limit or runner.PIPELINE_MEMORY_LIMIT
         return {
             "threads": str(threads),
             "temp_directory": str(self.make_work_folder() / "spill"),
@@ -219,7 +219,7 @@ class Workspace:
             if self._lock is not None:
                 self._lock.close()
         if isinstance(exc, duckdb.OutOfMemoryException):
-            raise hooks.out_of_memory(
+            raise runner.out_of_memory(
                 exc, f"{self.doing} {self.target.name}", self.memory_in_use, self.intact
             ) from None
         if isinstance(exc, (duckdb.Error, OSError)) and disk_full(exc):

@@ -43,8 +43,7 @@ import time
 import numpy as np
 
 from kuairec_db import progress
-from kuairec_db.hooks import ModelContext
-from kuairec_db.modelkit import write_rankings
+from kuairec_db.modelapi import ModelContext, write_rankings
 from kuairec_db.validate import Setting, max_threads
 
 log = logging.getLogger(__name__)

@@ -38,8 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from kuairec_db.errors import UserError
-from kuairec_db.hooks import ModelContext
-from kuairec_db.modelkit import binary, write_rankings
+from kuairec_db.modelapi import ModelContext, binary, write_rankings
 from kuairec_db.validate import Setting
 
 log = logging.getLogger(__name__)

@@ -51,9 +51,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kuairec_db import hooks, progress
+from kuairec_db import progress, runner
 from kuairec_db.errors import UserError
-from kuairec_db.hooks import ModelContext
+from kuairec_db.modelapi import ModelContext
 from kuairec_db.validate import Setting
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ VIDEO_FEATURES = ("popularity", "watch_ratio", "duration", "affinity")
 class Blend(NamedTuple):
     """A fitted blend: score = sum_j weights[j] * (x_j - means[j]) / sds[j].
 
-    (A NamedTuple, not a dataclass: hooks.load_module does not put model modules in
+    (A NamedTuple, not a dataclass: runner.load_module does not put model modules in
     sys.modules, which dataclasses need.)
     """
 
@@ -238,7 +238,7 @@ def input_models(ctx: ModelContext) -> list[str]:
     wanted = [n.strip() for n in str(ctx.settings.get("inputs", "")).split(",") if n.strip()]
     if not wanted:
         # not another model fitted on the tune labels (two_stage), present on a rebuild
-        models = hooks.discover()
+        models = runner.discover()
         wanted = [n for n in present if not (n in models and models[n].uses_other_models)]
     missing = [n for n in wanted if n not in present]
     if missing:

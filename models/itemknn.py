@@ -30,8 +30,7 @@ import warnings
 import numpy as np
 
 from kuairec_db.errors import UserError
-from kuairec_db.hooks import ModelContext
-from kuairec_db.modelkit import write_rankings
+from kuairec_db.modelapi import ModelContext, write_rankings
 from kuairec_db.validate import Setting
 
 log = logging.getLogger(__name__)

@@ -42,9 +42,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from kuairec_db import hooks
+from kuairec_db import runner
 from kuairec_db.errors import UserError
-from kuairec_db.hooks import ModelContext
+from kuairec_db.modelapi import ModelContext
 from kuairec_db.stages import SQL_DIR
 from kuairec_db.validate import Setting
 
@@ -111,7 +111,7 @@ def _literal(text: str) -> str:
 
 def input_models(ctx: ModelContext) -> list[str]:
     """The candidate models: the `inputs` setting, or every first-stage model in eval_rankings."""
-    models = hooks.discover()
+    models = runner.discover()
     present = [
         r[0]
         for r in ctx.con.execute(
@@ -134,10 +134,10 @@ def input_models(ctx: ModelContext) -> list[str]:
 
 def video_effects(ctx: ModelContext) -> None:
     """Temp table two_stage_video_effects: the effects video_quality estimates (its defaults)."""
-    model = hooks.discover()["video_quality"]
-    module = hooks.load_module(model)
+    model = runner.discover()["video_quality"]
+    module = runner.load_module(model)
     sub = ModelContext(
-        ctx.con, model.name, hooks.model_defaults(model), ctx.top_n, ctx.threads, ctx.seed
+        ctx.con, model.name, runner.model_defaults(model), ctx.top_n, ctx.threads, ctx.seed
     )
     effects = module.estimate(sub)
     frame = pd.DataFrame(

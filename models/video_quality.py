@@ -49,8 +49,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kuairec_db.errors import UserError
-from kuairec_db.hooks import ModelContext
-from kuairec_db.modelkit import write_rankings
+from kuairec_db.modelapi import ModelContext, write_rankings
 from kuairec_db.validate import Setting
 
 DEFAULTS = {"clip": 0.01, "prior_views": 20.0, "user_prior": 5.0, "iterations": 15}

@@ -1,7 +1,9 @@
-"""Command line: ``python -m kuairec_db COMMAND``: the parser, the shared options and the one
-place where every error becomes one line and an exit code (2 for a user's mistake, 3 for a
-mistake in the project's own files, 130 for Ctrl-C, 1 otherwise). Each command's module prints
-its own results to stdout; progress and notes go to stderr through logging."""
+"""Command line: ``python -m kuairec_db COMMAND``: the parser, the options of every command
+(-q, --debug, --models-dir) and the one place where every error becomes one line and an exit
+code (2 for a user's mistake, 3 for a mistake in the project's own files, 130 for Ctrl-C, 1
+otherwise). One module per command in this package (``register`` adds its options, ``run``
+does it and prints its results to stdout); what several share is in ``common.py``; progress
+and notes go to stderr through logging."""
 
 from __future__ import annotations
 
@@ -19,23 +21,27 @@ from kuairec_db.stages import LayoutError
 log = logging.getLogger(__name__)
 
 
-def _commands() -> list:
-    # Each command module exposes register(subparsers) and sets args.func.
-    from kuairec_db import commands, download, export, exposure, profile, report, tune
+# The commands in the order --help lists them: kuairec_db/cli/NAME.py each.
+COMMANDS = (
+    "build",
+    "download",
+    "recommend",
+    "metrics",
+    "demo",
+    "bench",
+    "export",
+    "exposure",
+    "report",
+    "profile",
+    "tune",
+)
 
-    return [
-        commands.register_build,
-        download.register,
-        commands.register_recommend,
-        commands.register_metrics,
-        commands.register_demo,
-        commands.register_bench,
-        export.register,
-        exposure.register,
-        report.register,
-        profile.register,
-        tune.register,
-    ]
+
+def _commands() -> list:
+    # Each command module exposes register(subparsers), which sets args.func.
+    import importlib
+
+    return [importlib.import_module(f"kuairec_db.cli.{name}").register for name in COMMANDS]
 
 
 def build_parser() -> argparse.ArgumentParser:
