@@ -146,7 +146,7 @@ def fit_sharded(single_threaded, matrix, epochs: int, shards: int, seed: int):
 
     # implicit's epochs release the GIL, so the shards of an epoch run side by side
     with ThreadPoolExecutor(shards) as pool:
-        for epoch in range(epochs):
+        for epoch in progress.bar(range(epochs), desc="bpr epochs", unit="epoch"):
             base = items.copy()
             for change in pool.map(lambda shard: one_epoch(shard, epoch, base), range(shards)):
                 items += change  # in shard order

@@ -367,10 +367,10 @@ def test_model_fits_show_progress_on_a_terminal_and_not_with_q(tmp_path):
     build = ("build", "--demo", "--demo-scale", "0.03", "--models", "popularity,bpr,hybrid")
     shown = _stderr_on_a_terminal(*build, "--db", "a.duckdb", cwd=tmp_path, size=(24, 100))
     assert "generating the demo" in shown
-    assert "train_auc" in shown  # implicit's bar over BPR's epochs
+    assert "bpr epochs" in shown  # the bar over BPR's sharded epochs
     assert "hybrid: cross-validating" in shown
     quiet = _stderr_on_a_terminal(*build, "--db", "b.duckdb", "-q", cwd=tmp_path, size=(24, 100))
-    assert "train_auc" not in quiet and "cross-validating" not in quiet
+    assert "bpr epochs" not in quiet and "cross-validating" not in quiet
     assert "generating the demo" not in quiet
 
 

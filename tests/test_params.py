@@ -62,7 +62,7 @@ def test_build_options_are_the_declared_ones():
             assert action.default == p.default, p.name
         assert action.help == p.help_text()
     declared = {p.name for p in PARAMETERS if p.option} | {"db"}
-    own = {"help", "quiet", "debug", "models_dir"}
+    own = {"help", "quiet", "debug", "models_dir", "explain"}  # explain: the command's own
     assert set(by_dest) - own == declared
 
 

@@ -353,6 +353,8 @@ def test_ctrl_c_inside_a_duckdb_query_is_interrupted_130(tmp_path, data, previou
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
+        # as at a terminal: a shell's background job (nohup, &) starts with SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = []
     for line in proc.stderr:
