@@ -18,6 +18,9 @@ build's own training matrix, and the model's ratio to it. Scales above 1.0 (more
 KuaiRec) show the growth: time and peak RSS per doubling of the data.
 CPU seconds are reported beside wall seconds: on a shared machine they move less with the load.
 Writes bench.json and bench.md into --out, after every scale.
+
+Size: over 500 lines because each yardstick is a script run in its own process (for an
+honest peak RSS), kept beside the code that reads its numbers back.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ Only a complete, verified file becomes ``DIR/KuaiRec.zip`` (fsync, then an atomi
 ``os.replace``), so an older ``KuaiRec.zip`` is never lost to a failed download. An interrupted
 download keeps its ``.part`` and the next run resumes it with an HTTP ``Range`` request; the
 final MD5 is checked either way. Every failure becomes one :class:`UserError` line.
+
+Size: over 500 lines because one transfer's steps (resume, verify, publish) share its state,
+and most of the rest is the wording of each failure as one line.
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ each file is one SELECT over temp tables this module fills, run in this order.
 Writing: the command holds the build's lock (``.NAME.lock``; it refuses while a build runs),
 works on a copy of the database (``.NAME.building-PID``) and renames it over the original at
 the end, like ``build``: an interrupted study leaves the database untouched.
+
+Size: over 500 lines because the experiment's steps (sampling, scoring every candidate, the
+study, the temporal split) share the temp tables of one connection; their SQL is in
+sql/exposure/.
 """
 
 from __future__ import annotations

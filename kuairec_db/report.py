@@ -8,6 +8,9 @@ diversity (``eval_beyond_accuracy``), the exposure study (``eval_exposure_study`
 (``eval_segment_metrics``). A relation that is missing gives a short note in its section, never
 an error. Plots are matplotlib figures (Agg backend) embedded as base64 PNG images, so the file
 needs nothing else to be read.
+
+Size: over 1,000 lines: one function per section of the page, each reading its own relation,
+with the figure helpers they share; the first candidate to become a package (report/).
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ label) are not searched: they change shared tables that every model and the labe
 models fitted on the tune users' labels (``USES_OTHER_MODELS``, the hybrid) are not tuned here,
 as their tune metrics are in-sample (the hybrid chooses its own penalty, or one input alone,
 by cross-validation over the tune users).
+
+Size: about 500 lines: the search, the trial workspace and the settings file it writes; its
+command line is in cli/tune.py.
 """
 
 from __future__ import annotations
