@@ -67,9 +67,11 @@ def _variables_used(text: str) -> list[str]:
 
 
 def model_dependencies(model: runner.Model, known: set[str]) -> set[str]:
-    """The project relations a model reads: those its file names, plus ModelContext's."""
-    deps = stages.names_read(model.source_text, known)
-    return deps | CONTEXT_DEPS if not model.is_sql else deps
+    """The project relations a model reads: those its file names, plus ModelContext's. A Python
+    model's SQL is in its string literals, so there every word counts."""
+    if model.is_sql:
+        return stages.names_read(model.source_text, known)
+    return (set(re.findall(r"[a-z_][a-z0-9_]*", model.source_text.lower())) & known) | CONTEXT_DEPS
 
 
 def closure(roots: list[str] | set[str], by_name: dict[str, stages.Stage]) -> set[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from kuairec_db import fingerprints, hooks, stages
+from kuairec_db import fingerprints, hooks, runner, stages
 from tests.conftest import ROOT, run_cli
 from tests.test_incremental import recomputed
 
@@ -215,3 +215,19 @@ def test_a_cte_named_like_a_relation_adds_no_edge(tmp_path):
     stage = stages.Stage("feat_x", "table", path)
     known = {"int_user_index", "int_train_interactions", "feat_x"}
     assert stages.dependencies(stage, known) == {"int_train_interactions"}
+
+
+def test_a_python_models_sql_in_quotes_is_read(tmp_path):
+    # an apostrophe in a comment or SQL in single quotes must not hide a relation it reads
+    path = tmp_path / "mine.py"
+    path.write_text(
+        "QUERY = 'select * from feat_video_popularity'\n"
+        "# the model's input is int_train_duration_thresholds, isn't it\n"
+        "def run(ctx):\n    return None\n",
+        encoding="utf-8",
+    )
+    model = runner.Model("mine", path)
+    known = {"feat_video_popularity", "int_train_duration_thresholds", "feat_user_activity"}
+    deps = fingerprints.model_dependencies(model, known)
+    assert {"feat_video_popularity", "int_train_duration_thresholds"} <= deps
+    assert "feat_user_activity" not in deps
