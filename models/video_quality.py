@@ -53,8 +53,16 @@ from kuairec_db.hooks import ModelContext
 from kuairec_db.modelkit import write_rankings
 from kuairec_db.validate import Setting
 
-DEFAULTS = {"clip": 0.01, "prior_views": 20.0, "user_prior": 5.0, "iterations": 15}
+OUTCOMES = ("engaged", "log_ratio", "ratio")
+DEFAULTS = {
+    "outcome": "ratio",
+    "clip": 0.01,
+    "prior_views": 100.0,
+    "user_prior": 5.0,
+    "iterations": 15,
+}
 SETTING_TYPES = {
+    "outcome": Setting(str, words=OUTCOMES),
     "clip": Setting(float, 0, 1, low_open=True),  # 1 turns the exposure correction off
     "prior_views": Setting(float, 0, low_open=True),
     "user_prior": Setting(float, 0, low_open=True),
@@ -62,12 +70,14 @@ SETTING_TYPES = {
 }
 
 SEARCH_SPACE = {
+    "outcome": list(OUTCOMES),
     "clip": [0.001, 0.01, 0.05, 0.2, 1.0],
-    "prior_views": [5.0, 20.0, 50.0, 100.0],
+    "prior_views": [5.0, 20.0, 50.0, 100.0, 300.0],
     "user_prior": [1.0, 5.0, 20.0],
 }
 
-# One row per training pair with its engaged share and its row and column positions.
+# One row per training pair with its three outcomes (engaged share, mean log ratio and mean
+# ratio, both relative to the threshold of the view's length) and its row and column positions.
 PAIRS_SQL = """
 with
 
@@ -86,7 +96,13 @@ pairs as (
         avg(
             case when train_events.watch_ratio > thresholds.relevance_threshold then 1.0 else 0.0
             end
-        ) as engaged_share
+        ) as engaged_share,
+        coalesce(
+            avg(ln(1 + train_events.watch_ratio) - ln(1 + thresholds.relevance_threshold)), 0.0
+        ) as log_ratio,
+        coalesce(
+            avg(train_events.watch_ratio / nullif(thresholds.relevance_threshold, 0) - 1), 0.0
+        ) as ratio
     from train_events
     left join thresholds on train_events.video_duration_ms = thresholds.video_duration_ms
     group by all
@@ -95,7 +111,9 @@ pairs as (
 select
     users.user_index,
     items.item_index,
-    pairs.engaged_share
+    pairs.engaged_share,
+    pairs.log_ratio,
+    pairs.ratio
 from pairs
 inner join int_user_index as users on pairs.user_id = users.user_id
 inner join int_item_index as items on pairs.video_id = items.video_id
@@ -144,11 +162,13 @@ def fit_effects(
     n_items: int,
     settings: dict,
 ) -> VideoEffects:
-    """User and video effects of the logistic model (module docstring), by block Newton steps."""
+    """User and video effects of the model of settings["outcome"] (module docstring)."""
     clip = float(settings["clip"])
     if not 0 < clip <= 1:
         raise UserError(f"video_quality.clip must be in (0, 1], not {clip!r}")
     weights, n_eff = exposure_weights(users, items, n_users, n_items, clip)
+    if settings.get("outcome", DEFAULTS["outcome"]) != "engaged":
+        return _fit_linear(users, items, outcome, n_users, n_items, settings, weights, n_eff)
     total = weights.sum()
     rate = float(np.clip(weights @ outcome / total, 1e-6, 1 - 1e-6)) if total > 0 else 0.5
     fisher = rate * (1 - rate)  # information of one view at the global rate
@@ -180,11 +200,55 @@ def fit_effects(
     )
 
 
+def _fit_linear(
+    users: np.ndarray,
+    items: np.ndarray,
+    outcome: np.ndarray,
+    n_users: int,
+    n_items: int,
+    settings: dict,
+    weights: np.ndarray,
+    n_eff: np.ndarray,
+) -> VideoEffects:
+    """Weighted ridge fit of y = mu + b_u + b_v (outcomes log_ratio and ratio), by alternating
+    exact block solves; the priors count as views at the mean (b = 0)."""
+    total = weights.sum()
+    mu = float(weights @ outcome / total) if total > 0 else 0.0
+    item_penalty = float(settings["prior_views"])
+    user_penalty = float(settings["user_prior"])
+    user_effect = np.zeros(n_users)
+    item_effect = np.zeros(n_items)
+    user_weight = np.bincount(users, weights, minlength=n_users)
+    item_weight = np.bincount(items, weights, minlength=n_items)
+    for _ in range(int(settings["iterations"])):
+        residual = outcome - mu - item_effect[items]
+        user_effect = np.bincount(users, weights * residual, minlength=n_users) / (
+            user_weight + user_penalty
+        )
+        residual = outcome - mu - user_effect[users]
+        item_effect = np.bincount(items, weights * residual, minlength=n_items) / (
+            item_weight + item_penalty
+        )
+        if total > 0:
+            mu = float(weights @ (outcome - user_effect[users] - item_effect[items]) / total)
+    residual = outcome - mu - user_effect[users] - item_effect[items]
+    variance = float(weights @ (residual * residual) / total) if total > 0 else 1.0
+    return VideoEffects(
+        score=mu + item_effect,
+        effect=item_effect,
+        se=np.sqrt(variance / (item_weight + item_penalty)),
+        n_users=np.bincount(items, minlength=n_items),
+        n_eff=n_eff,
+        mu=mu,
+    )
+
+
 def estimate(ctx: ModelContext) -> VideoEffects:
     """The video effects of the training log with the settings of ctx (two_stage uses it too)."""
-    users, items, outcome = (
-        np.asarray(column) for column in ctx.con.execute(PAIRS_SQL).fetchnumpy().values()
-    )
+    columns = ctx.con.execute(PAIRS_SQL).fetchnumpy()
+    users, items = np.asarray(columns["user_index"]), np.asarray(columns["item_index"])
+    name = ctx.settings.get("outcome", DEFAULTS["outcome"])
+    outcome = np.asarray(columns["engaged_share" if name == "engaged" else name])
     n_users, n_items = ctx.shape()
     return fit_effects(
         users.astype(np.int64),
