@@ -303,7 +303,6 @@ def test_the_log_ratio_reads_more_from_few_views_than_the_engaged_share(tmp_path
         folder.mkdir()
         con = build(folder, data, "--set", f"video_quality.outcome={outcome}")
         correlation[outcome] = rank_correlation_with_quality(con)
-        print(outcome, correlation[outcome])
         con.close()
     assert correlation["log_ratio"] > correlation["engaged"] + 0.03
     assert correlation["log_ratio"] > 0.8
