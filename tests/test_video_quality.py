@@ -13,8 +13,8 @@
 - the label: short videos watched several times over win under the ratio label, the good long
   videos under the debiased one; video_quality follows the label of the build.
 - the outcome: both outcomes (engaged share, log ratio) pass the exposure and shrinkage cases;
-  with six views a video, the continuous log ratio orders the videos by their planted quality
-  more closely than the binary engaged share.
+  with six views a video, the continuous outcomes (log ratio, ratio) order the videos by their
+  planted quality more closely than the binary engaged share.
 """
 
 from __future__ import annotations
@@ -295,7 +295,7 @@ def rank_correlation_with_quality(con) -> float:
     return float(np.corrcoef(model_order, np.arange(len(GRADED)))[0, 1])
 
 
-def test_the_log_ratio_reads_more_from_few_views_than_the_engaged_share(tmp_path):
+def test_a_continuous_outcome_reads_more_from_few_views_than_the_engaged_share(tmp_path):
     data = sparse_world(tmp_path / "data")
     correlation = {}
     for outcome in ("engaged", "log_ratio", "ratio"):
@@ -304,8 +304,9 @@ def test_the_log_ratio_reads_more_from_few_views_than_the_engaged_share(tmp_path
         con = build(folder, data, "--set", f"video_quality.outcome={outcome}")
         correlation[outcome] = rank_correlation_with_quality(con)
         con.close()
-    assert correlation["log_ratio"] > correlation["engaged"] + 0.03
-    assert correlation["log_ratio"] > 0.8
+    for continuous in ("log_ratio", "ratio"):  # measured: 0.80 engaged, 0.885 and 0.881
+        assert correlation[continuous] > correlation["engaged"] + 0.03
+        assert correlation[continuous] > 0.85
 
 
 def test_an_unknown_outcome_is_one_line(tmp_path, activity_data):
