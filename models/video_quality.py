@@ -144,10 +144,10 @@ order by users.user_index, items.item_index
 
 
 class VideoEffects(NamedTuple):
-    """Per item index: the estimated engaged share, its standard error, and the exposure."""
+    """Per item index: the estimated outcome, the video effect, its standard error, exposure."""
 
-    score: np.ndarray  # sigmoid(mu + b_v): the engaged share of an average user
-    effect: np.ndarray  # b_v, logit scale
+    score: np.ndarray  # sigmoid(mu + b_v) (engaged) or mu + b_v: the outcome of an average user
+    effect: np.ndarray  # b_v, on the logit scale (engaged) or the outcome's own
     se: np.ndarray  # standard error of b_v
     n_users: np.ndarray  # training users of the video (n_v)
     n_eff: np.ndarray  # effective views after weighting
