@@ -5,8 +5,8 @@ every user once. The model estimates, for every video, the outcome an average us
 correcting for whom the feed showed the video to.
 
 Outcome of a training pair (user u, video v), setting `outcome`, with t = the relevance threshold
-of the view's duration (int_train_duration_thresholds: the rule of the evaluated label, debiased
-or ratio), each averaged over the views of the pair:
+of the duration of the view (int_train_duration_thresholds: the rule of the evaluated label,
+debiased or ratio), each averaged over the views of the pair:
 
     ratio      y_uv = watch_ratio / t - 1              (default; 0 at the threshold)
     log_ratio  y_uv = ln(1 + watch_ratio) - ln(1 + t)
@@ -48,7 +48,7 @@ Score of v = sigmoid(mu + b_v) for every user: the engaged share of an average u
 all the scores of a user alike and changes no ranking). Standard error of b_v: 1 / sqrt(its
 weighted curvature + prior_views * f). Videos without training views score sigmoid(mu).
 
-Effects of `ratio` and `log_ratio`: the same additive model on the outcome's own scale, fitted by
+Effects of `ratio` and `log_ratio`: the same additive model on the scale of the outcome, fitted by
 weighted ridge least squares (alternating exact solves for b_u, then b_v, then mu),
 
     y_uv = mu + b_u + b_v
@@ -99,7 +99,8 @@ SEARCH_SPACE = {
 }
 
 # One row per training pair with its three outcomes (engaged share, mean log ratio and mean
-# ratio, both relative to the threshold of the view's length) and its row and column positions.
+# ratio, both relative to the threshold of the length of the view) and its row and column
+# positions.
 PAIRS_SQL = """
 with
 
@@ -147,7 +148,7 @@ class VideoEffects(NamedTuple):
     """Per item index: the estimated outcome, the video effect, its standard error, exposure."""
 
     score: np.ndarray  # sigmoid(mu + b_v) (engaged) or mu + b_v: the outcome of an average user
-    effect: np.ndarray  # b_v, on the logit scale (engaged) or the outcome's own
+    effect: np.ndarray  # b_v, on the logit scale (engaged) or that of the outcome
     se: np.ndarray  # standard error of b_v
     n_users: np.ndarray  # training users of the video (n_v)
     n_eff: np.ndarray  # effective views after weighting
