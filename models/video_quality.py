@@ -1,12 +1,20 @@
 """video_quality: how good each video is for the label, estimated from a biased log.
 
 The training log is what the feed chose to show, and the test (the fully observed matrix) counts
-every user once. The model estimates, for every video, the engaged share an average user would
-have, correcting for whom the feed showed the video to.
+every user once. The model estimates, for every video, the outcome an average user would have,
+correcting for whom the feed showed the video to.
 
-Outcome of a training pair (user u, video v): y_uv = the share of the views of the pair that
-were engaged, a view being engaged when its watch_ratio is above the relevance threshold of its
-duration (int_train_duration_thresholds: the rule of the evaluated label, debiased or ratio).
+Outcome of a training pair (user u, video v), setting `outcome`, with t = the relevance threshold
+of the duration of the view (int_train_duration_thresholds: the rule of the evaluated label,
+debiased or ratio), each averaged over the views of the pair:
+
+    ratio      y_uv = watch_ratio / t - 1              (default; 0 at the threshold)
+    log_ratio  y_uv = ln(1 + watch_ratio) - ln(1 + t)
+    engaged    y_uv = 1 if watch_ratio > t else 0      (the share of engaged views)
+
+Relative to the threshold of its length, so a view is compared with views of similar length, as
+the label does. The continuous outcomes keep how far above or below the threshold a view was,
+which the engaged share throws away; ratio keeps the long tail of re-plays as well.
 
 Exposure (inverse-propensity weighting): under independent exposure the chance that the feed
 showed v to u is estimated from how often videos were shown and how much users watched,
@@ -22,7 +30,7 @@ a video. The weights are rescaled per video to sum to its effective number of vi
 n_eff_v = (sum_u w_uv)^2 / sum_u w_uv^2 (Kish; n_eff_v = n_v for equal weights), so uneven
 weights count as fewer views.
 
-Effects: a logistic model of the engaged share, fitted by weighted ridge maximum likelihood,
+Effects of `engaged`: a logistic model, fitted by weighted ridge maximum likelihood,
 
     logit P(engaged | u, v) = mu + b_u + b_v
     maximise sum w_uv [y ln p + (1 - y) ln(1 - p)]
@@ -39,6 +47,20 @@ towards the global rate, so a video seen by three users cannot top the list.
 Score of v = sigmoid(mu + b_v) for every user: the engaged share of an average user (b_u moves
 all the scores of a user alike and changes no ranking). Standard error of b_v: 1 / sqrt(its
 weighted curvature + prior_views * f). Videos without training views score sigmoid(mu).
+
+Effects of `ratio` and `log_ratio`: the same additive model on the scale of the outcome, fitted by
+weighted ridge least squares (alternating exact solves for b_u, then b_v, then mu),
+
+    y_uv = mu + b_u + b_v
+    minimise sum w_uv (y - mu - b_u - b_v)^2 + user_prior sum b_u^2 + prior_views sum b_v^2
+
+so b_v = sum_u w_uv (y - mu - b_u) / (sum_u w_uv + prior_views): the prior is prior_views views
+at the mean. Score of v = mu + b_v; standard error of b_v: s / sqrt(sum_u w_uv + prior_views),
+s = the weighted residual standard deviation. The ratio outcome is heavy-tailed (a few users
+re-playing a video twenty times), so it needs the larger prior: its default 300 is what keeps a
+video three users loved off the top of the list (tests/test_video_quality.py).
+
+Defaults chosen on the tune users of the calibrated demo at scale 1.0 (README, video_quality).
 """
 
 from __future__ import annotations
@@ -52,8 +74,16 @@ from kuairec_db.errors import UserError
 from kuairec_db.modelapi import ModelContext, write_rankings
 from kuairec_db.validate import Setting
 
-DEFAULTS = {"clip": 0.01, "prior_views": 20.0, "user_prior": 5.0, "iterations": 15}
+OUTCOMES = ("engaged", "log_ratio", "ratio")
+DEFAULTS = {
+    "outcome": "ratio",
+    "clip": 0.01,
+    "prior_views": 300.0,
+    "user_prior": 5.0,
+    "iterations": 15,
+}
 SETTING_TYPES = {
+    "outcome": Setting(str, words=OUTCOMES),
     "clip": Setting(float, 0, 1, low_open=True),  # 1 turns the exposure correction off
     "prior_views": Setting(float, 0, low_open=True),
     "user_prior": Setting(float, 0, low_open=True),
@@ -61,12 +91,15 @@ SETTING_TYPES = {
 }
 
 SEARCH_SPACE = {
+    "outcome": list(OUTCOMES),
     "clip": [0.001, 0.01, 0.05, 0.2, 1.0],
-    "prior_views": [5.0, 20.0, 50.0, 100.0],
+    "prior_views": [5.0, 20.0, 50.0, 100.0, 300.0, 1000.0],
     "user_prior": [1.0, 5.0, 20.0],
 }
 
-# One row per training pair with its engaged share and its row and column positions.
+# One row per training pair with its three outcomes (engaged share, mean log ratio and mean
+# ratio, both relative to the threshold of the length of the view) and its row and column
+# positions.
 PAIRS_SQL = """
 with
 
@@ -85,7 +118,13 @@ pairs as (
         avg(
             case when train_events.watch_ratio > thresholds.relevance_threshold then 1.0 else 0.0
             end
-        ) as engaged_share
+        ) as engaged_share,
+        coalesce(
+            avg(ln(1 + train_events.watch_ratio) - ln(1 + thresholds.relevance_threshold)), 0.0
+        ) as log_ratio,
+        coalesce(
+            avg(train_events.watch_ratio / nullif(thresholds.relevance_threshold, 0) - 1), 0.0
+        ) as ratio
     from train_events
     left join thresholds on train_events.video_duration_ms = thresholds.video_duration_ms
     group by all
@@ -94,7 +133,9 @@ pairs as (
 select
     users.user_index,
     items.item_index,
-    pairs.engaged_share
+    pairs.engaged_share,
+    pairs.log_ratio,
+    pairs.ratio
 from pairs
 inner join int_user_index as users on pairs.user_id = users.user_id
 inner join int_item_index as items on pairs.video_id = items.video_id
@@ -103,10 +144,10 @@ order by users.user_index, items.item_index
 
 
 class VideoEffects(NamedTuple):
-    """Per item index: the estimated engaged share, its standard error, and the exposure."""
+    """Per item index: the estimated outcome, the video effect, its standard error, exposure."""
 
-    score: np.ndarray  # sigmoid(mu + b_v): the engaged share of an average user
-    effect: np.ndarray  # b_v, logit scale
+    score: np.ndarray  # sigmoid(mu + b_v) (engaged) or mu + b_v: the outcome of an average user
+    effect: np.ndarray  # b_v, on the logit scale (engaged) or that of the outcome
     se: np.ndarray  # standard error of b_v
     n_users: np.ndarray  # training users of the video (n_v)
     n_eff: np.ndarray  # effective views after weighting
@@ -143,11 +184,13 @@ def fit_effects(
     n_items: int,
     settings: dict,
 ) -> VideoEffects:
-    """User and video effects of the logistic model (module docstring), by block Newton steps."""
+    """User and video effects of the model of settings["outcome"] (module docstring)."""
     clip = float(settings["clip"])
     if not 0 < clip <= 1:
         raise UserError(f"video_quality.clip must be in (0, 1], not {clip!r}")
     weights, n_eff = exposure_weights(users, items, n_users, n_items, clip)
+    if settings.get("outcome", DEFAULTS["outcome"]) != "engaged":
+        return _fit_linear(users, items, outcome, n_users, n_items, settings, weights, n_eff)
     total = weights.sum()
     rate = float(np.clip(weights @ outcome / total, 1e-6, 1 - 1e-6)) if total > 0 else 0.5
     fisher = rate * (1 - rate)  # information of one view at the global rate
@@ -179,11 +222,55 @@ def fit_effects(
     )
 
 
+def _fit_linear(
+    users: np.ndarray,
+    items: np.ndarray,
+    outcome: np.ndarray,
+    n_users: int,
+    n_items: int,
+    settings: dict,
+    weights: np.ndarray,
+    n_eff: np.ndarray,
+) -> VideoEffects:
+    """Weighted ridge fit of y = mu + b_u + b_v (outcomes log_ratio and ratio), by alternating
+    exact block solves; the priors count as views at the mean (b = 0)."""
+    total = weights.sum()
+    mu = float(weights @ outcome / total) if total > 0 else 0.0
+    item_penalty = float(settings["prior_views"])
+    user_penalty = float(settings["user_prior"])
+    user_effect = np.zeros(n_users)
+    item_effect = np.zeros(n_items)
+    user_weight = np.bincount(users, weights, minlength=n_users)
+    item_weight = np.bincount(items, weights, minlength=n_items)
+    for _ in range(int(settings["iterations"])):
+        residual = outcome - mu - item_effect[items]
+        user_effect = np.bincount(users, weights * residual, minlength=n_users) / (
+            user_weight + user_penalty
+        )
+        residual = outcome - mu - user_effect[users]
+        item_effect = np.bincount(items, weights * residual, minlength=n_items) / (
+            item_weight + item_penalty
+        )
+        if total > 0:
+            mu = float(weights @ (outcome - user_effect[users] - item_effect[items]) / total)
+    residual = outcome - mu - user_effect[users] - item_effect[items]
+    variance = float(weights @ (residual * residual) / total) if total > 0 else 1.0
+    return VideoEffects(
+        score=mu + item_effect,
+        effect=item_effect,
+        se=np.sqrt(variance / (item_weight + item_penalty)),
+        n_users=np.bincount(items, minlength=n_items),
+        n_eff=n_eff,
+        mu=mu,
+    )
+
+
 def estimate(ctx: ModelContext) -> VideoEffects:
     """The video effects of the training log with the settings of ctx (two_stage uses it too)."""
-    users, items, outcome = (
-        np.asarray(column) for column in ctx.con.execute(PAIRS_SQL).fetchnumpy().values()
-    )
+    columns = ctx.con.execute(PAIRS_SQL).fetchnumpy()
+    users, items = np.asarray(columns["user_index"]), np.asarray(columns["item_index"])
+    name = ctx.settings.get("outcome", DEFAULTS["outcome"])
+    outcome = np.asarray(columns["engaged_share" if name == "engaged" else name])
     n_users, n_items = ctx.shape()
     return fit_effects(
         users.astype(np.int64),

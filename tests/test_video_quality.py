@@ -12,9 +12,14 @@
   to the per-view answer.
 - the label: short videos watched several times over win under the ratio label, the good long
   videos under the debiased one; video_quality follows the label of the build.
+- the outcome: both outcomes (engaged share, log ratio) pass the exposure and shrinkage cases;
+  with six views a video, the continuous outcomes (log ratio, ratio) order the videos by their
+  planted quality more closely than the binary engaged share.
 """
 
 from __future__ import annotations
+
+import json
 
 import duckdb
 import numpy as np
@@ -116,10 +121,11 @@ def mean_rank(con, model: str, videos: list[int]) -> float:
     ).fetchone()[0]
 
 
-@pytest.fixture(scope="module")
-def exposure_db(tmp_path_factory):
+@pytest.fixture(scope="module", params=["engaged", "log_ratio", "ratio"])
+def exposure_db(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp("exposure")
-    con = build(folder, exposure_world(folder / "data"))
+    outcome = f"video_quality.outcome={request.param}"
+    con = build(folder, exposure_world(folder / "data"), "--set", outcome)
     yield con
     con.close()
 
@@ -158,7 +164,18 @@ def test_a_video_three_users_loved_does_not_top_the_list(exposure_db, tmp_path):
     assert top_list(exposure_db, "video_quality", 1) != [FLUKE]
     data = exposure_db.execute("select value from build_info where key = 'data_location'")
     location = data.fetchone()[0]
-    unshrunk = build(tmp_path, location, "--set", "video_quality.prior_views=0.01")
+    settings = exposure_db.execute(
+        "select value from build_info where key = 'model.video_quality.settings'"
+    ).fetchone()[0]
+    outcome = json.loads(settings)["outcome"]
+    unshrunk = build(
+        tmp_path,
+        location,
+        "--set",
+        "video_quality.prior_views=0.01",
+        "--set",
+        f"video_quality.outcome={outcome}",
+    )
     assert top_list(unshrunk, "video_quality", 1) == [FLUKE]
     unshrunk.close()
 
@@ -243,3 +260,60 @@ def test_it_fits_the_label_the_build_evaluates(tmp_path, label, first):
     ).fetchall()
     assert {r[0] for r in top} <= set(first)
     con.close()
+
+
+GRADED = list(range(100, 160))
+FILLER = list(range(300, 310))
+
+
+def sparse_world(folder):
+    """60 videos of graded quality, each seen by about six of the 300 training users; test users
+    300..359 see every one."""
+    rng = np.random.default_rng(13)
+    quality = dict(zip(GRADED, np.linspace(-1.0, 1.0, len(GRADED))))
+    big = []
+    for user in range(300):
+        big += [(user, v, _ratio(rng, quality[v], 0.8)) for v in GRADED if rng.random() < 0.02]
+        big.append((user, FILLER[user % 10], 1.0))
+    small = []
+    for user in range(300, 360):
+        big += [(user, v, 1.0) for v in FILLER]
+        small += [(user, v, _ratio(rng, quality[v], 0.8)) for v in GRADED]
+    return write_kuairec(folder, big, small, dict.fromkeys(GRADED + FILLER, DURATION_MS))
+
+
+def rank_correlation_with_quality(con) -> float:
+    """Spearman correlation of video_quality's order with the planted quality (no ties)."""
+    ranks = dict(
+        con.execute(
+            "select video_id, rank from eval_rankings where model = 'video_quality' "
+            "and user_id = 300 and list_contains(?, video_id)",
+            [GRADED],
+        ).fetchall()
+    )
+    model_order = np.argsort(np.argsort([-ranks[v] for v in GRADED]))
+    return float(np.corrcoef(model_order, np.arange(len(GRADED)))[0, 1])
+
+
+def test_a_continuous_outcome_reads_more_from_few_views_than_the_engaged_share(tmp_path):
+    data = sparse_world(tmp_path / "data")
+    correlation = {}
+    for outcome in ("engaged", "log_ratio", "ratio"):
+        folder = tmp_path / outcome
+        folder.mkdir()
+        con = build(folder, data, "--set", f"video_quality.outcome={outcome}")
+        correlation[outcome] = rank_correlation_with_quality(con)
+        con.close()
+    for continuous in ("log_ratio", "ratio"):  # measured: 0.80 engaged, 0.885 and 0.881
+        assert correlation[continuous] > correlation["engaged"] + 0.03
+        assert correlation[continuous] > 0.85
+
+
+def test_an_unknown_outcome_is_one_line(tmp_path, activity_data):
+    result = run_cli(
+        "build", "--data", str(activity_data), "--db", str(tmp_path / "k.duckdb"),
+        "--models", "video_quality", "--set", "video_quality.outcome=watch_time",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "video_quality.outcome: expected 'engaged' or 'log_ratio'" in result.stderr
+    assert "Traceback" not in result.stderr
