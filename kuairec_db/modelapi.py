@@ -343,8 +343,12 @@ def rank_users(
         return rec, evaluated
 
     # numpy releases the GIL in the heavy steps, so batches rank side by side; the batches
-    # themselves (and so every score's bits) are the same whatever the number of workers
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    # themselves are the same whatever the number of workers, and each batch's product runs on
+    # one BLAS thread (a multi-threaded product splits its sums by the thread count, which
+    # changes the last bits of the scores), so every score's bits are too
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max(1, workers)) as pool:
         ranked = list(pool.map(rank_batch, batches))
     recs = [rec for rec, _ in ranked if rec is not None]
     evals = [evaluated for _, evaluated in ranked if evaluated is not None]

@@ -154,8 +154,6 @@ def fit_sharded(single_threaded, matrix, epochs: int, shards: int, seed: int):
 
 
 def run(ctx: ModelContext) -> None:
-    from threadpoolctl import threadpool_limits
-
     matrix = ctx.training_matrix()
     started = time.perf_counter()
     user_factors, item_factors = fit(ctx, matrix)
@@ -164,5 +162,4 @@ def run(ctx: ModelContext) -> None:
     item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
     ctx.write_factors(user_factors, item_factors)
 
-    with threadpool_limits(limits=ctx.threads, user_api="blas"):
-        write_rankings(ctx, lambda users: user_factors[users] @ item_factors.T, matrix)
+    write_rankings(ctx, lambda users: user_factors[users] @ item_factors.T, matrix)

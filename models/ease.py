@@ -27,6 +27,11 @@ training pairs), 2 cores shared with other jobs, float32:
   all 1,411 small-matrix users the top-100 candidates are the same set as in float64, in the
   same order for 98.7% of them and the same top 10 for 99.9% (swaps of near-equal scores).
 - max_items = 3000: fit 7.8 s, and NDCG@10 (tune) 0.935 against 0.933 with every video.
+
+Determinism: a multi-threaded BLAS or LAPACK call splits its sums by its thread count, so G and
+P (and every score) changed in their last bits with --threads. The fit runs on `fit_threads`
+BLAS threads (2, a constant rather than the machine's cores, so every machine gives the same
+lists; 1 below MIN_ITEMS_FOR_THREADS videos) and scoring on one BLAS thread per batch.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import scipy.sparse as sp
 
 from kuairec_db.errors import UserError
 from kuairec_db.modelapi import ModelContext, binary, write_rankings
-from kuairec_db.validate import Setting
+from kuairec_db.validate import Setting, max_threads
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +53,14 @@ log = logging.getLogger(__name__)
 # 0.933; binary with l2 = 500 / 3,000 / 10,000 gives 0.334 / 0.783 / 0.885. On the 0.1-scale
 # demo confidence also wins, best near l2 = 2,000 (0.802; 0.5-0.6 at 100,000): l2 grows with
 # the data, retune it on other data.
-DEFAULTS = {"l2": 100_000.0, "binary": False, "max_items": 0, "dtype": "float32"}
+DEFAULTS = {"l2": 100_000.0, "binary": False, "max_items": 0, "dtype": "float32", "fit_threads": 2}
 # The type and range of each setting, checked before the build starts.
 SETTING_TYPES = {
     "l2": Setting(float, 0, low_open=True),
     "binary": Setting(bool),
     "max_items": Setting(int, 0),  # 0: every video
     "dtype": Setting(str, words=("float32", "float64")),
+    "fit_threads": Setting(int, 1, max_threads()),
 }
 
 SYMMETRISE_BLOCK = 1024
@@ -125,7 +131,7 @@ def run(ctx: ModelContext) -> None:
 
     # Below a few thousand videos one BLAS thread is faster: a multi-threaded LAPACK call on a
     # 1,000-video matrix can wait on busy cores for seconds to do milliseconds of work.
-    blas_threads = ctx.threads if len(items) >= MIN_ITEMS_FOR_THREADS else 1
+    blas_threads = int(ctx.settings["fit_threads"]) if len(items) >= MIN_ITEMS_FOR_THREADS else 1
     with threadpool_limits(limits=blas_threads, user_api="blas"):
         started = time.perf_counter()
         weights = ease_weights(sub.toarray(), l2)

@@ -115,15 +115,17 @@ pairs as (
     select
         train_events.user_id,
         train_events.video_id,
-        avg(
-            case when train_events.watch_ratio > thresholds.relevance_threshold then 1.0 else 0.0
-            end
-        ) as engaged_share,
+        avg((train_events.watch_ratio > thresholds.relevance_threshold)::integer)
+            as engaged_share,
         coalesce(
-            avg(ln(1 + train_events.watch_ratio) - ln(1 + thresholds.relevance_threshold)), 0.0
+            exact_avg(
+                ln(1 + train_events.watch_ratio) - ln(1 + thresholds.relevance_threshold)
+            ),
+            0.0
         ) as log_ratio,
         coalesce(
-            avg(train_events.watch_ratio / nullif(thresholds.relevance_threshold, 0) - 1), 0.0
+            exact_avg(train_events.watch_ratio / nullif(thresholds.relevance_threshold, 0) - 1),
+            0.0
         ) as ratio
     from train_events
     left join thresholds on train_events.video_duration_ms = thresholds.video_duration_ms

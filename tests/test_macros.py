@@ -138,6 +138,58 @@ def test_user_metric_values_sums_in_rank_order_whatever_order_the_rows_come_in()
         assert got == in_rank_order  # exact, not approximately
 
 
+def test_exact_sum_and_avg_on_hand_computed_values():
+    con = macro_con()
+    con.execute("create table t (g integer, x double)")
+    con.execute("insert into t values (1, 0.1), (1, 0.2), (1, 0.3), (2, 1e17), (2, 1), (2, -1e17)")
+    con.execute("insert into t values (3, null), (4, 2.5), (4, null)")
+    got = {
+        g: (s, a)
+        for g, s, a in con.execute(
+            "select g, exact_sum(x), exact_avg(x) from t group by g"
+        ).fetchall()
+    }
+    # 0.1 + 0.2 + 0.3 is 0.6000000000000001 in doubles; exactly it is 0.6
+    assert got[1] == (0.6, 0.6 / 3)
+    # a double sum in this order loses the 1 (1e17 + 1 rounds to 1e17)
+    assert got[2] == (1.0, 1 / 3)
+    assert got[3] == (None, None)
+    assert got[4] == (2.5, 2.5)  # NULLs are skipped, as by sum() and avg()
+
+
+def test_exact_sum_is_the_same_bits_whatever_the_row_order_and_threads():
+    """Two shuffles of the rows, on 1 and 4 threads: the same bits from exact_sum and exact_avg,
+    other bits from a plain sum() (so the comparison can fail), and within rounding of the
+    correctly rounded sum (math.fsum, an independent implementation)."""
+    rng = random.Random(5)
+    groups = {
+        g: [rng.uniform(-50, 50) * 10 ** rng.randint(-6, 3) for _ in range(500)] for g in range(40)
+    }
+    rows = [(g, x) for g, xs in groups.items() for x in xs]
+    results = []
+    for threads, seed in ((1, 1), (4, 2)):
+        rng.seed(seed)
+        rng.shuffle(rows)
+        con = macro_con(threads)
+        con.execute("create table t (g integer, x double)")
+        con.executemany("insert into t values (?, ?)", rows)
+        results.append(
+            {
+                g: (exact, mean, plain)
+                for g, exact, mean, plain in con.execute(
+                    "select g, exact_sum(x), exact_avg(x), sum(x) from t group by g"
+                ).fetchall()
+            }
+        )
+    first, second = results
+    assert sum(first[g][2] != second[g][2] for g in groups) > 10  # plain sums differ
+    assert {g: v[:2] for g, v in first.items()} == {g: v[:2] for g, v in second.items()}
+    for g, xs in groups.items():
+        scale = sum(abs(x) for x in xs)
+        assert first[g][0] == pytest.approx(math.fsum(xs), rel=0, abs=1e-15 * scale)
+        assert first[g][1] == first[g][0] / len(xs)
+
+
 def test_a_user_without_rows_scores_zero_on_every_metric():
     con = macro_con()
     con.execute("create table users as select 7 as user_id")

@@ -42,7 +42,7 @@ co_views as (
 final as (
     select
         co_views.video_id,
-        sum(co_views.n_common_users / sqrt(video_users.n_users * history_users.n_users))
+        exact_sum(co_views.n_common_users / sqrt(video_users.n_users * history_users.n_users))
         / len(list_distinct(getvariable('api_video_ids'))) as score
     from co_views
     inner join video_users on co_views.video_id = video_users.video_id

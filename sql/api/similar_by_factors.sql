@@ -28,7 +28,7 @@ history as (
 final as (
     select
         model_factors.video_id,
-        avg(list_cosine_similarity(model_factors.factors, history.factors)) as score
+        exact_avg(list_cosine_similarity(model_factors.factors, history.factors)) as score
     from model_factors
     cross join history
     where not list_contains(getvariable('api_video_ids'), model_factors.video_id)

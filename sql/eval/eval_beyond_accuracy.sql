@@ -79,10 +79,10 @@ list_means as (
         source,
         model,
         k,
-        avg(popularity_percentile) as popularity_percentile,
-        avg(novelty_bits) as novelty_bits,
-        avg(n_categories) as n_categories,
-        avg(mean_duration_ms) as mean_duration_ms,
+        exact_avg(popularity_percentile) as popularity_percentile,
+        exact_avg(novelty_bits) as novelty_bits,
+        exact_avg(n_categories) as n_categories,
+        exact_avg(mean_duration_ms) as mean_duration_ms,
         count(*) as n_users
     from user_lists
     group by source, model, k

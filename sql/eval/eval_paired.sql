@@ -137,7 +137,7 @@ observed as (
         coalesce(split, 'all') as split,
         k,
         metric,
-        avg(diff) as mean_diff,
+        exact_avg(diff) as mean_diff,
         avg((diff > 1e-9)::integer) as win_rate,
         avg((abs(diff) <= 1e-9)::integer) as tie_rate,
         count(*) as n_users

@@ -61,7 +61,7 @@ value_vectors as (
         k,
         metric,
         list(value::double order by user_id) as metric_values,
-        sum(value) as value_sum,
+        exact_sum(value) as value_sum,
         count(*) as n_users
     from user_values
     group by all

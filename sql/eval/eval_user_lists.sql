@@ -52,8 +52,8 @@ final as (
         top_k.model,
         top_k.k,
         top_k.user_id,
-        avg(video_facts.popularity_percentile) as popularity_percentile,
-        avg(video_facts.self_information_bits) as novelty_bits,
+        exact_avg(video_facts.popularity_percentile) as popularity_percentile,
+        exact_avg(video_facts.self_information_bits) as novelty_bits,
         count(distinct video_facts.first_level_category_id)::double as n_categories,
         avg(video_facts.video_duration_ms) as mean_duration_ms
     from top_k

@@ -24,7 +24,7 @@ per_user_day as (
         user_id,
         event_at::date as view_date,
         count(*) as n_views,
-        sum(watch_ratio) as watch_ratio_sum,
+        exact_sum(watch_ratio) as watch_ratio_sum,
         min(event_at) as first_view_at,
         max(event_at) as last_view_at
     from train_events
@@ -36,7 +36,7 @@ per_user as (
         user_id,
         sum(n_views)::bigint as n_views,
         count(view_date) as n_active_days,
-        sum(watch_ratio_sum) / sum(n_views) as mean_watch_ratio,
+        exact_sum(watch_ratio_sum) / sum(n_views) as mean_watch_ratio,
         min(first_view_at) as first_view_at,
         max(last_view_at) as last_view_at
     from per_user_day

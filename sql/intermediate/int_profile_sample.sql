@@ -20,7 +20,7 @@ pairs as (
     select
         user_id,
         video_id,
-        avg(watch_ratio) as watch_ratio
+        exact_avg(watch_ratio) as watch_ratio
     from events
     group by user_id, video_id
 ),

@@ -185,6 +185,19 @@ shape_long as (
     from (unpivot shape on columns(* exclude (scope)) into name statistic value value)
 ),
 
+sample_mean as (
+    select exact_avg(y) as mean_y
+    from sample
+),
+
+sample_user_means as (
+    select
+        user_id,
+        exact_avg(y) as user_mean_y
+    from sample
+    group by user_id
+),
+
 sample_centered as (
     select
         sample.user_id,
@@ -192,10 +205,12 @@ sample_centered as (
         sample.watch_ratio,
         sample.y,
         sample.first_level_category_id,
-        sample.y - avg(sample.y) over () as y_minus_mean,
-        sample.y - avg(sample.y) over (partition by sample.user_id) as y_minus_user_mean,
+        sample.y - sample_mean.mean_y as y_minus_mean,
+        sample.y - sample_user_means.user_mean_y as y_minus_user_mean,
         fit.additive_residual
     from sample
+    cross join sample_mean
+    inner join sample_user_means on sample.user_id = sample_user_means.user_id
     left join fit
         on sample.user_id = fit.user_id and sample.video_id = fit.video_id
 ),
@@ -205,15 +220,15 @@ sample_stats as (
         count(distinct user_id)::double as n_users,
         count(distinct video_id)::double as n_videos,
         count(*)::double as n_pairs,
-        avg(y) as mean_y,
-        var_pop(y) as var_y,
+        exact_avg(y) as mean_y,
+        exact_avg(y_minus_mean ^ 2) as var_y,
         quantile_cont(watch_ratio, 0.5) as watch_ratio_p50,
         quantile_cont(watch_ratio, 0.9) as watch_ratio_p90,
         quantile_cont(watch_ratio, 0.99) as watch_ratio_p99,
         avg((watch_ratio > 1)::integer) as share_watch_ratio_gt_1,
         avg((watch_ratio > 2)::integer) as share_watch_ratio_gt_2,
-        1 - sum(y_minus_user_mean ^ 2) / sum(y_minus_mean ^ 2) as r2_user_means,
-        1 - sum(additive_residual ^ 2) / sum(y_minus_mean ^ 2) as r2_additive
+        1 - exact_sum(y_minus_user_mean ^ 2) / exact_sum(y_minus_mean ^ 2) as r2_user_means,
+        1 - exact_sum(additive_residual ^ 2) / exact_sum(y_minus_mean ^ 2) as r2_additive
     from sample_centered
 ),
 
@@ -222,8 +237,8 @@ category_cells as (
         user_id,
         first_level_category_id,
         count(*) as n_pairs,
-        sum(additive_residual) as sum_residual,
-        sum(additive_residual ^ 2) as sum_squared_residual
+        exact_sum(additive_residual) as sum_residual,
+        exact_sum(additive_residual ^ 2) as sum_squared_residual
     from sample_centered
     group by user_id, first_level_category_id
     having count(*) >= 2
@@ -231,7 +246,7 @@ category_cells as (
 
 category_component as (
     select
-        sum(category_cells.sum_residual ^ 2 - category_cells.sum_squared_residual)
+        exact_sum(category_cells.sum_residual ^ 2 - category_cells.sum_squared_residual)
         / sum(category_cells.n_pairs * (category_cells.n_pairs - 1))
         / any_value(sample_stats.var_y) as user_category_component
     from category_cells
@@ -241,7 +256,7 @@ category_component as (
 video_sums as (
     select
         video_id,
-        sum(y) as sum_y,
+        exact_sum(y) as sum_y,
         count(*) as n_users
     from sample
     group by video_id
@@ -268,7 +283,7 @@ affinity_cells as (
     select
         user_id,
         first_level_category_id,
-        sum(y - video_mean) as sum_deviation,
+        exact_sum(y - video_mean) as sum_deviation,
         count(*) as n_videos
     from video_mean_scores
     group by user_id, first_level_category_id
@@ -320,7 +335,10 @@ user_ndcg as (
     select
         statistic,
         user_id,
-        coalesce(sum(1 / log2(rank + 1)) filter (where is_liked and rank <= 10), 0) as dcg,
+        coalesce(
+            list_sum(list(1 / log2(rank + 1) order by rank) filter (where is_liked and rank <= 10)),
+            0
+        ) as dcg,
         count(*) filter (where is_liked) as n_liked
     from ranked
     group by statistic, user_id
@@ -329,7 +347,7 @@ user_ndcg as (
 ndcg as (
     select
         statistic,
-        avg(dcg / list_sum([1 / log2(i + 1) for i in range(1, least(n_liked, 10) + 1)]))
+        exact_avg(dcg / list_sum([1 / log2(i + 1) for i in range(1, least(n_liked, 10) + 1)]))
             as value
     from user_ndcg
     where n_liked >= 1
