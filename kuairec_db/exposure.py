@@ -612,6 +612,7 @@ def run_study(params: StudyParams) -> StudyResult:
     ) as ws:
         con = ws.connect(params.threads, params.memory_limit, copy=True)
         ws.memory_in_use = limit
+        stages.create_macros(con)  # this checkout's formulas, which its SQL files call
         set_build_variables(con, info)
         for table in OUTPUT_TABLES:
             con.execute(f"drop table if exists {table}")

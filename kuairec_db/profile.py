@@ -411,6 +411,7 @@ def _connect(work: Path, threads: int | None) -> duckdb.DuckDBPyConnection:
         config["threads"] = str(threads)
     con = duckdb.connect(config=config)
     con.execute("set enable_progress_bar = false")
+    stages.create_macros(con)  # the shared formulas data_profile calls (sql/macros/)
     return con
 
 

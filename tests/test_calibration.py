@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from kuairec_db.stages import SQL_DIR, select_body
+from kuairec_db.stages import SQL_DIR, create_macros, select_body
 
 N_DATASETS = 400
 N_USERS = 200
@@ -62,6 +62,7 @@ def planted() -> duckdb.DuckDBPyConnection:
         "value": values.ravel(),
     }
     con = duckdb.connect(config={"threads": "2"})
+    create_macros(con)
     import pandas as pd
 
     con.register("planted_frame", pd.DataFrame(frame))

@@ -161,6 +161,7 @@ def uncertainty_db(
     ]
     con.executemany("insert into int_resampling_weights values (?, ?, ?, ?)", rows)
     con.execute(METRICS_ONLY_USER_VALUES)
+    create_macros(con)
     for name in ("eval_resampled_sums", "eval_intervals", "eval_metrics_ci", "eval_paired"):
         con.execute(f"create view {name} as {_body('eval', name)}")
     return con

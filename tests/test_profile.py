@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from kuairec_db import demo, profile
-from kuairec_db.stages import discover, select_body
+from kuairec_db.stages import create_macros, discover, select_body
 from tests.conftest import run_cli
 
 SAMPLE_SIZE = 83
@@ -30,6 +30,7 @@ def _profile_of(big: list[tuple], small: list[tuple], categories: dict[int, int 
     events; categories maps video -> first-level category (None = -124 in the file, i.e. null
     after staging; a video missing from the dict has no caption row)."""
     con = duckdb.connect()
+    create_macros(con)
     for name, rows in (("int_big_matrix_events", big), ("int_small_matrix_events", small)):
         con.execute(f"create table {name} ({EVENT_COLUMNS})")
         if rows:
