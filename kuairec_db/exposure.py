@@ -202,6 +202,9 @@ def run_sql(
     con.execute(f"create or replace {kind} {table or name} as {body}")
 
 
+# DuckDB's limit while the samples are drawn and evaluated (unless --memory-limit): at full
+# KuaiRec scale 1GB ran out of memory there (all ten models' scores of every candidate).
+SAMPLING_MEMORY_LIMIT = "3GB"
 BOOTSTRAP_FILES = ("eval_resampled_sums", "eval_intervals")  # sql/eval, in this order
 
 
@@ -297,8 +300,17 @@ def _score_factors(con, name: str) -> str:
     return "dot product of the stored factors"
 
 
+def built_settings(model: runner.Model, info: dict[str, str]) -> dict:
+    """The settings the build ran MODEL with (build_info), over the model's DEFAULTS: a setting
+    added since that build takes its default."""
+    return {
+        **runner.model_defaults(model),
+        **json.loads(info.get(f"model.{model.name}.settings", "{}")),
+    }
+
+
 def _score_refit(con, model: runner.Model, info: dict[str, str], threads: int) -> str:
-    settings = json.loads(info.get(f"model.{model.name}.settings", "{}"))
+    settings = built_settings(model, info)
     depth = con.execute(
         "select max(n) from (select count(*) as n from int_ground_truth group by user_id)"
     ).fetchone()[0]
@@ -453,6 +465,9 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
     rows = score_all_candidates(con, info, params.models, params.threads, params.memory_limit)
     if not any(r["in_study"] for r in rows):
         raise UserError("no model could be scored on every candidate: nothing to compare")
+    if params.memory_limit is None:
+        # every model's score of every candidate sits in temp tables that the sampling joins
+        con.execute(f"set memory_limit = '{SAMPLING_MEMORY_LIMIT}'")
     for name in ("exposure_sample_sets", "exposure_full_ranks"):
         run_sql(con, name)
     agreement = rank_agreement(con)
@@ -486,6 +501,8 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
             )
     run_sql(con, "eval_exposure_study", into="database")
     con.execute("drop table temp.exposure_full_intervals")
+    if params.memory_limit is None:
+        con.execute(f"set memory_limit = '{runner.PIPELINE_MEMORY_LIMIT}'")
     return rows
 
 
@@ -553,7 +570,7 @@ def temporal_split(con, params: StudyParams, info: dict[str, str], threads: int)
             con.execute(f"create or replace temp table {table} ({stages.CONTRACT_TABLES[table]})")
             shadows.append(table)
         for model in models:
-            settings = json.loads(info.get(f"model.{model.name}.settings", "{}"))
+            settings = built_settings(model, info)
             seed = int(info.get("param.seed", 42))
             with runner.model_memory(con, model, params.memory_limit):
                 runner.run_model(con, model, settings, top_n, threads, seed)
@@ -604,7 +621,8 @@ def run_study(params: StudyParams) -> StudyResult:
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
     limit = params.memory_limit or (
-        f"{runner.PIPELINE_MEMORY_LIMIT}, more for models that ask for it"
+        f"{runner.PIPELINE_MEMORY_LIMIT}, {SAMPLING_MEMORY_LIMIT} while sampling, more for models "
+        "that ask for it"
     )
     timings: dict[str, float] = {}
     with workspace.Workspace(

@@ -13,6 +13,7 @@
 -- user and replicate). A series is joined only when it has every user of its cell (equal
 -- counts), so the vectors line up. Splits tune and test are strata: their sums add up to a
 -- split 'all' row (eval_intervals checks that its n_users is the series' whole count).
+-- Every sum runs in user_id order (a list), so it is the same bits on any number of threads.
 with
 
 -- not materialized: a view that wants one relation's series (eval_metrics_ci, eval_paired)
@@ -61,35 +62,41 @@ value_vectors as (
         k,
         metric,
         list(value::double order by user_id) as metric_values,
-        exact_sum(value) as value_sum,
         count(*) as n_users
     from user_values
     group by all
 ),
 
+value_series as (
+    select
+        *,
+        list_sum(metric_values) as value_sum
+    from value_vectors
+),
+
 split_sums as (
     select
-        value_vectors.relation,
-        value_vectors.model,
-        value_vectors.split,
-        value_vectors.segment_kind,
-        value_vectors.segment,
-        value_vectors.k,
-        value_vectors.metric,
+        value_series.relation,
+        value_series.model,
+        value_series.split,
+        value_series.segment_kind,
+        value_series.segment,
+        value_series.k,
+        value_series.metric,
         resample_vectors.replicate,
-        list_dot_product(value_vectors.metric_values, resample_vectors.weights) as weighted_sum,
+        list_dot_product(value_series.metric_values, resample_vectors.weights) as weighted_sum,
         resample_vectors.weight_sum,
-        list_dot_product(value_vectors.metric_values, resample_vectors.signs) as signed_sum,
-        value_vectors.value_sum,
-        value_vectors.n_users
-    from value_vectors
+        list_dot_product(value_series.metric_values, resample_vectors.signs) as signed_sum,
+        value_series.value_sum,
+        value_series.n_users
+    from value_series
     inner join resample_vectors
         on
-            value_vectors.relation = resample_vectors.relation
-            and value_vectors.split = resample_vectors.split
-            and value_vectors.segment_kind = resample_vectors.segment_kind
-            and value_vectors.segment = resample_vectors.segment
-            and value_vectors.n_users = resample_vectors.n_users
+            value_series.relation = resample_vectors.relation
+            and value_series.split = resample_vectors.split
+            and value_series.segment_kind = resample_vectors.segment_kind
+            and value_series.segment = resample_vectors.segment
+            and value_series.n_users = resample_vectors.n_users
 ),
 
 strata_sums as (
