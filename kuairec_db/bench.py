@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from kuairec_db.errors import UserError
 from kuairec_db.schema import INTERACTION_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,8 @@ def _run_measured(args: list[str], cwd: Path | None = None) -> Run:
         output.seek(0)
         text = output.read()
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(args[:4])} failed ({proc.returncode}): {text.strip()[-500:]}"
-        )
+        last = (text.strip().splitlines() or ["no output"])[-1][:500]
+        raise UserError(f"{' '.join(args[:4])} failed (exit {proc.returncode}): {last}")
     return Run(wall, usage.ru_maxrss / 1024, text, usage.ru_utime + usage.ru_stime)
 
 
@@ -561,9 +561,13 @@ def bench(
     models_scale = max(within) if models and within else None
     results = []
     for scale in scales:
-        result = run_scale(
-            scale, out, threads, memory_limit, models if scale == models_scale else None
-        )
+        try:
+            result = run_scale(
+                scale, out, threads, memory_limit, models if scale == models_scale else None
+            )
+        except UserError as exc:
+            kept = f"; the scales before are in {out / 'bench.json'}" if results else ""
+            raise UserError(f"bench at scale {scale}: {exc}{kept}") from None
         results.append(result)
         log.info(
             "scale %s: build %.1f s, floor %.1f s (ratio %.2f), peak RSS %.0f MB",

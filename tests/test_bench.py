@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import run_cli
 
 
@@ -91,3 +93,13 @@ def test_bench_refuses_a_scale_out_of_range(tmp_path):
     assert result.returncode == 2
     assert "scales must be in (0, 16]" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_a_failed_measured_run_is_one_line_with_the_childs_last_line():
+    from kuairec_db.bench import _run_measured
+    from kuairec_db.errors import UserError
+
+    with pytest.raises(UserError, match=r"failed \(exit 3\): error: out of memory$"):
+        _run_measured(
+            ["-c", "import sys; print('progress'); print('error: out of memory'); sys.exit(3)"]
+        )
