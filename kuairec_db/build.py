@@ -362,7 +362,7 @@ def _run_models(
             log.info("  model %s: unchanged, kept", model.name)
             continue
         if not model.is_sql:
-            release_cached_blocks(con, _memory_limit(params))
+            runner.release_cached_blocks(con, _memory_limit(params))
         with runner.model_memory(con, model, params.memory_limit) as ws.memory_in_use:
             model_timings[model.name] = runner.run_model(
                 con,
@@ -374,18 +374,6 @@ def _run_models(
             )
         ws.memory_in_use = _memory_limit(params)
     return model_timings
-
-
-# What DuckDB keeps while a Python model runs: its cache of table blocks is read back on demand.
-CACHE_WHILE_PYTHON_RUNS = "64MB"
-
-
-def release_cached_blocks(con: duckdb.DuckDBPyConnection, limit: str) -> None:
-    """Before a Python model allocates its arrays: DuckDB holds up to its memory limit of
-    cached blocks after the table stages (about 0.9 GB at full scale), and lowering the limit
-    evicts them, so the process's peak is not the two added up. Then LIMIT again."""
-    con.execute(f"set memory_limit = '{CACHE_WHILE_PYTHON_RUNS}'")
-    con.execute(f"set memory_limit = '{limit}'")
 
 
 def _drop_what_this_build_does_not_make(con: duckdb.DuckDBPyConnection, plan: _Plan) -> None:

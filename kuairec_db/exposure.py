@@ -16,8 +16,13 @@ table), without touching the models' code or the build's tables:
 - another Python model: refitted with a context whose evaluation list is every candidate and
   whose other outputs are dropped (same settings and seed as the build, from ``build_info``);
   a model that then scores only part of the candidates (one that re-ranks other models' lists)
-  is left out, and so is a model whose file is gone.
+  is left out, and so is a model whose file is gone; a model that says it only re-ranks
+  (``SCORES_EVERY_CANDIDATE = False``) is left out without being refitted.
 How far the re-scoring reproduces the build's ``eval_rankings`` is recorded per model.
+
+Each repeat then ranks each model's sampled candidates in two passes (exposure_list_keys over
+each model's first ranks, exposure_user_metrics over every rank only for the lists the first
+pass could not complete): the result does not depend on the depth of the first pass.
 
 The SQL is in ``sql/exposure/`` (linted like the rest; the build does not run that folder):
 each file is one SELECT over temp tables this module fills, run in this order.
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -70,6 +76,10 @@ STUDY_SPLIT = "test"  # the study samples and evaluates the test users only
 DEFAULT_TEMPORAL_DAYS = 7
 DEFAULT_TEMPORAL_MODELS = ("popularity", "als")
 MIN_SCORED_SHARE = 0.99  # a re-scored model must score at least this share of the candidates
+# exposure_list_keys reads each model's ranks 1 .. this times max(k) / the smallest density
+# (a set of density d holds about d of them); exposure_user_metrics reads every rank for the
+# lists it left incomplete
+RANK_DEPTH_FACTOR = 4
 
 EXPOSURE_DIR = stages.SQL_DIR / "exposure"
 STUDY_TABLES = ("eval_exposure_samples", "eval_exposure_repeats", "eval_exposure_study")
@@ -202,9 +212,6 @@ def run_sql(
     con.execute(f"create or replace {kind} {table or name} as {body}")
 
 
-# DuckDB's limit while the samples are drawn and evaluated (unless --memory-limit): at full
-# KuaiRec scale 1GB ran out of memory there (all ten models' scores of every candidate).
-SAMPLING_MEMORY_LIMIT = "3GB"
 BOOTSTRAP_FILES = ("eval_resampled_sums", "eval_intervals")  # sql/eval, in this order
 
 
@@ -225,6 +232,11 @@ def bootstrap_intervals(con: duckdb.DuckDBPyConnection, values_sql: str, into: s
     finally:
         for name in reversed(shadows):
             con.execute(f"drop table if exists temp.{name}")
+
+
+def rank_depth(params: StudyParams) -> int:
+    """The ranks exposure_list_keys reads first (the result is the same at any depth)."""
+    return math.ceil(RANK_DEPTH_FACTOR * max(params.k) / min(params.densities))
 
 
 def t_quantile(n_repeats: int) -> float:
@@ -256,7 +268,16 @@ class _CaptureSink:
 
 def _score_sql_model(con, model: runner.Model) -> str:
     body = stages.select_body(model.path.read_text(encoding="utf-8"))
-    con.execute(f"create or replace temp table exposure_model_raw as {body}")
+    # The model runs over the study's users only (a temp int_user_index shadows the build's):
+    # its top-N of every other user is not needed. rank_agreement checks the scores.
+    con.execute(
+        "create or replace temp table int_user_index as select * from kuairec.main.int_user_index "
+        "where user_id in (select user_id from exposure_pairs)"
+    )
+    try:
+        con.execute(f"create or replace temp table exposure_model_raw as {body}")
+    finally:
+        con.execute("drop table temp.int_user_index")
     columns = {r[0] for r in con.execute("describe exposure_model_raw").fetchall()}
     if {"user_id", "video_id", "score"} <= columns:
         con.execute(
@@ -283,6 +304,20 @@ def _score_sql_model(con, model: runner.Model) -> str:
         raise UserError(f"{model.path}: a SQL model must select video_id, score")
     con.execute("drop table temp.exposure_model_raw")
     return kind
+
+
+def _score_sql_model_in_memory(con, model: runner.Model, memory_limit: str | None) -> str:
+    """Over the study's users only, the build's default limit is usually enough for a model
+    that asks for more in a build (at full scale, random and sequence ran in 1GB); its own
+    limit is the fallback when DuckDB runs out of memory."""
+    if memory_limit or not model.memory_limit:
+        return _score_sql_model(con, model)
+    try:
+        return _score_sql_model(con, model)
+    except duckdb.OutOfMemoryException:
+        log.info("  %s: out of memory at the default limit, again with its own", model.name)
+    with runner.model_memory(con, model, None):
+        return _score_sql_model(con, model)
 
 
 def _score_factors(con, name: str) -> str:
@@ -376,15 +411,22 @@ def score_all_candidates(
             row["note"] = "not asked for (--models)"
             continue
         model = available.get(name)
+        if model is not None and not model.scores_every_candidate:
+            row["note"] = (
+                f"left out: it re-ranks other models' lists (SCORES_EVERY_CANDIDATE = False in "
+                f"{model.path.name}), so its ranking of a sparse sample is undefined"
+            )
+            log.info("  %s: %s", name, row["note"])
+            continue
         started = time.perf_counter()
         con.execute("set variable model_name = ?", [name])
         try:
             if model is not None and model.is_sql:
-                with runner.model_memory(con, model, memory_limit):
-                    row["scored_by"] = _score_sql_model(con, model)
+                row["scored_by"] = _score_sql_model_in_memory(con, model, memory_limit)
             elif name in factor_models:
                 row["scored_by"] = _score_factors(con, name)
             elif model is not None:
+                runner.release_cached_blocks(con, memory_limit or runner.PIPELINE_MEMORY_LIMIT)
                 with runner.model_memory(con, model, memory_limit):
                     row["scored_by"] = _score_refit(con, model, info, threads)
             else:
@@ -457,6 +499,7 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
     con.execute("set variable exposure_strategies = ?", [list(params.strategies)])
     con.execute("set variable exposure_densities = ?", [[float(d) for d in params.densities]])
     con.execute("set variable exposure_k = ?", [sorted(set(params.k))])
+    con.execute("set variable exposure_rank_depth = ?", [rank_depth(params)])
     con.execute("set variable exposure_seed = ?", [int(params.seed)])
     con.execute("set variable exposure_positivity_weight = ?", [POSITIVITY_WEIGHT])
     con.execute("set variable exposure_popularity_exponent = ?", [POPULARITY_EXPONENT])
@@ -465,11 +508,9 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
     rows = score_all_candidates(con, info, params.models, params.threads, params.memory_limit)
     if not any(r["in_study"] for r in rows):
         raise UserError("no model could be scored on every candidate: nothing to compare")
-    if params.memory_limit is None:
-        # every model's score of every candidate sits in temp tables that the sampling joins
-        con.execute(f"set memory_limit = '{SAMPLING_MEMORY_LIMIT}'")
     for name in ("exposure_sample_sets", "exposure_full_ranks"):
         run_sql(con, name)
+    con.execute("drop table temp.exposure_scores")  # the ranks hold all the study needs
     agreement = rank_agreement(con)
     for row in rows:
         row["rank_agreement"] = agreement.get(row["model"])
@@ -478,7 +519,7 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
         seed = params.seed + repeat - 1
         log.info("sampling and evaluating: repeat %d of %d (seed %d)", repeat, params.repeats, seed)
         con.execute("set variable exposure_seed = ?", [seed])
-        for name in ("exposure_sample_order", "exposure_user_metrics"):
+        for name in ("exposure_sample_order", "exposure_list_keys", "exposure_user_metrics"):
             run_sql(con, name)
         for name, table in (
             ("eval_exposure_samples", "eval_exposure_samples"),
@@ -501,8 +542,6 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
             )
     run_sql(con, "eval_exposure_study", into="database")
     con.execute("drop table temp.exposure_full_intervals")
-    if params.memory_limit is None:
-        con.execute(f"set memory_limit = '{runner.PIPELINE_MEMORY_LIMIT}'")
     return rows
 
 
@@ -572,6 +611,10 @@ def temporal_split(con, params: StudyParams, info: dict[str, str], threads: int)
         for model in models:
             settings = built_settings(model, info)
             seed = int(info.get("param.seed", 42))
+            if not model.is_sql:
+                runner.release_cached_blocks(
+                    con, params.memory_limit or runner.PIPELINE_MEMORY_LIMIT
+                )
             with runner.model_memory(con, model, params.memory_limit):
                 runner.run_model(con, model, settings, top_n, threads, seed)
         run_sql(con, "temporal_test_pairs")
@@ -621,8 +664,7 @@ def run_study(params: StudyParams) -> StudyResult:
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
     limit = params.memory_limit or (
-        f"{runner.PIPELINE_MEMORY_LIMIT}, {SAMPLING_MEMORY_LIMIT} while sampling, more for models "
-        "that ask for it"
+        f"{runner.PIPELINE_MEMORY_LIMIT}, more for models that ask for it"
     )
     timings: dict[str, float] = {}
     with workspace.Workspace(

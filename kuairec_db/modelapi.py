@@ -20,7 +20,9 @@ None``. It writes scores with ``ctx.write_recommendation_scores`` and ``ctx.writ
 ``ctx.write_factors``; where they go is the context's sink (:class:`ScoreSink`): the contract
 tables ``recommendations`` and ``eval_rankings`` in a build. Optional: ``SEARCH_SPACE`` (for
 tune), ``USES_OTHER_MODELS = True`` (it reads other models' outputs and runs after them),
-``SQL_FILES`` (SQL it runs, so editing one reruns it), ``RUNS_BY_DEFAULT = False``.
+``SQL_FILES`` (SQL it runs, so editing one reruns it), ``RUNS_BY_DEFAULT = False``,
+``SCORES_EVERY_CANDIDATE = False`` (it only re-ranks other models' lists: exposure-study
+leaves it out without refitting it).
 
 **Directives.** A model that needs more DuckDB memory than the build's default
 (:data:`PIPELINE_MEMORY_LIMIT`) says so: a SQL model in a line ``-- memory_limit: 3GB``, a Python

@@ -86,6 +86,15 @@ class Model:
         return bool(getattr(load_module(self), "RUNS_BY_DEFAULT", True))
 
     @property
+    def scores_every_candidate(self) -> bool:
+        """False for a model that only re-ranks other models' lists (a Python model says
+        ``SCORES_EVERY_CANDIDATE = False``): exposure-study leaves it out without refitting it,
+        since its ranking of a sparse sample is undefined. A SQL model is checked by measuring."""
+        if self.is_sql:
+            return True
+        return bool(getattr(load_module(self), "SCORES_EVERY_CANDIDATE", True))
+
+    @property
     def memory_limit(self) -> str | None:
         """The DuckDB memory the model needs beyond the build's default, if it says so: a SQL
         model by a line ``-- memory_limit: 3GB``, a Python model by ``MEMORY_LIMIT = "3GB"``."""
@@ -151,6 +160,19 @@ def model_memory(con: duckdb.DuckDBPyConnection, model: Model, chosen: str | Non
         yield f"{wanted}, asked for by model {model.name}"
     finally:
         con.execute(f"set memory_limit = '{PIPELINE_MEMORY_LIMIT}'")
+
+
+# What DuckDB keeps while a Python model runs: its cache of table blocks is read back on demand.
+CACHE_WHILE_PYTHON_RUNS = "64MB"
+
+
+def release_cached_blocks(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    """Before a Python model allocates its arrays: DuckDB holds up to its memory limit of
+    cached blocks after the table stages (about 0.9 GB at full scale; temp tables move to its
+    temp directory), and lowering the limit
+    evicts them, so the process's peak is not the two added up. Then LIMIT again."""
+    con.execute(f"set memory_limit = '{CACHE_WHILE_PYTHON_RUNS}'")
+    con.execute(f"set memory_limit = '{limit}'")
 
 
 def out_of_memory(exc: duckdb.OutOfMemoryException, doing: str, limit: str, kept: str):

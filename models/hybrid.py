@@ -59,6 +59,7 @@ from kuairec_db.validate import Setting
 log = logging.getLogger(__name__)
 
 USES_OTHER_MODELS = True
+SCORES_EVERY_CANDIDATE = False  # it ranks the union of other models' top lists
 
 # inputs: comma-separated model names ("" = every other model of the build);
 # l2: a number, or "auto" to choose it by cross-validation over the tune users.

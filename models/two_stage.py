@@ -51,6 +51,7 @@ from kuairec_db.validate import Setting
 log = logging.getLogger(__name__)
 
 USES_OTHER_MODELS = True
+SCORES_EVERY_CANDIDATE = False  # it ranks the union of other models' top lists
 
 DEFAULTS = {
     "inputs": "",

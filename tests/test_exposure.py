@@ -242,7 +242,8 @@ def test_sparse_ranking_is_the_full_ranking_restricted_to_the_sample():
         "is_relevant, list_position([3, 5, 6, 1, 2, 4], video_id) as sample_position "
         "from exposure_pairs"
     )
-    for name in ("exposure_sample_sets", "exposure_user_metrics"):
+    con.execute("set variable exposure_rank_depth = 1")  # the second pass finds the rest
+    for name in ("exposure_sample_sets", "exposure_list_keys", "exposure_user_metrics"):
         body = stages.select_body((EXPOSURE_DIR / f"{name}.sql").read_text())
         con.execute(f"create table {name} as {body}")
     values = dict(
@@ -265,6 +266,104 @@ def test_sparse_ranking_is_the_full_ranking_restricted_to_the_sample():
     assert full["ndcg"] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
 
 
+def _sparse_metrics_in_python(ranks, positions, relevant, n_sampled, k):
+    """Per (set, model, user): the metrics of the model's full ranking restricted to the sample,
+    written out directly (no two passes, no SQL)."""
+    out = {}
+    for (model, user), order in ranks.items():
+        for (strategy, density), n in n_sampled.items():
+            if strategy == "fully_observed":
+                sample = set(order)
+            else:
+                sample = {v for v in order if positions[strategy][user, v] <= n}
+            labels = [relevant[user, v] for v in order if v in sample]
+            n_relevant = sum(labels)
+            if not n_relevant:
+                continue
+            top = labels[:k]
+            hits = [i + 1 for i, r in enumerate(top) if r]
+            ideal = sum(1 / math.log2(i + 2) for i in range(min(n_relevant, k)))
+            out[strategy, density, model, user] = {
+                "precision": len(hits) / k,
+                "recall": len(hits) / n_relevant,
+                "ndcg": sum(1 / math.log2(i + 1) for i in hits) / ideal,
+                "map": sum((j + 1) / i for j, i in enumerate(hits)) / min(n_relevant, k),
+                "hit_rate": float(bool(hits)),
+                "mrr": 1 / hits[0] if hits else 0.0,
+            }
+    return out
+
+
+@pytest.mark.parametrize("depth", [1, 3, 1000])
+def test_two_pass_sparse_metrics_equal_a_direct_computation_at_any_depth(depth):
+    """exposure_list_keys + exposure_user_metrics on random ranks and samples: whatever the
+    depth of the first pass (1 and 3 leave most lists to the second), the metrics are those of
+    the full ranking restricted to each sample, computed here in Python."""
+    rng = np.random.default_rng(5)
+    users, videos, models = range(1, 7), range(1, 16), ("a", "b", "c")
+    relevant = {(u, v): bool(rng.random() < 0.3) for u in users for v in videos}
+    ranks = {(m, u): [int(v) for v in rng.permutation(list(videos))] for m in models for u in users}
+    strategies = ("uniform", "popularity")
+    positions = {}
+    for strategy in strategies:
+        order = rng.permutation([(u, v) for u in users for v in videos])
+        positions[strategy] = {(int(u), int(v)): i + 1 for i, (u, v) in enumerate(order)}
+    con = duckdb.connect()
+    stages.create_macros(con)
+    con.execute("set variable exposure_k = [3]")
+    con.execute(f"set variable exposure_strategies = {list(strategies)}")
+    con.execute("set variable exposure_densities = [0.2, 0.6]")
+    con.execute(f"set variable exposure_rank_depth = {depth}")
+    con.execute(
+        "create table exposure_pairs (user_id integer, video_id integer, is_relevant boolean)"
+    )
+    con.executemany(
+        "insert into exposure_pairs values (?, ?, ?)", [(u, v, r) for (u, v), r in relevant.items()]
+    )
+    con.execute(
+        "create table exposure_full_ranks (model varchar, user_id integer, video_id integer, "
+        "full_rank integer)"
+    )
+    con.executemany(
+        "insert into exposure_full_ranks values (?, ?, ?, ?)",
+        [(m, u, v, i + 1) for (m, u), order in ranks.items() for i, v in enumerate(order)],
+    )
+    con.execute(
+        "create table exposure_sample_order (strategy varchar, user_id integer, video_id integer, "
+        "is_relevant boolean, sample_position bigint)"
+    )
+    con.executemany(
+        "insert into exposure_sample_order values (?, ?, ?, ?, ?)",
+        [
+            (s, u, v, relevant[u, v], pos)
+            for s in strategies
+            for (u, v), pos in positions[s].items()
+        ],
+    )
+    for name in ("exposure_sample_sets", "exposure_list_keys", "exposure_user_metrics"):
+        body = stages.select_body((EXPOSURE_DIR / f"{name}.sql").read_text())
+        con.execute(f"create table {name} as {body}")
+    n_sampled = dict(
+        ((s, d), n)
+        for s, d, n in con.execute(
+            "select strategy, density, n_sampled from exposure_sample_sets"
+        ).fetchall()
+    )
+    expected = _sparse_metrics_in_python(ranks, positions, relevant, n_sampled, 3)
+    got: dict = {}
+    for strategy, density, model, user, metric, value in con.execute(
+        "select strategy, density, model, user_id, metric, value from exposure_user_metrics"
+    ).fetchall():
+        got.setdefault((strategy, density, model, user), {})[metric] = value
+    assert set(got) == set(expected)
+    for key, metrics in expected.items():
+        assert got[key] == pytest.approx(metrics, abs=1e-12), key
+    incomplete = con.execute(
+        "select count(*) filter (where not is_complete) from exposure_list_keys"
+    ).fetchone()[0]
+    assert (incomplete > 0) == (depth < 1000)
+
+
 # ---------------------------------------------------------------------------------------------
 # Models, temporal split, info
 
@@ -283,6 +382,11 @@ def test_models_are_scored_on_every_candidate_and_reproduce_the_build(con):
             assert why.startswith("left out"), model
     studied = {r[0] for r in rows if r[1]}
     assert {"popularity", "als"} <= studied
+    rerankers = {r[0]: r for r in rows if r[0] in ("hybrid", "two_stage")}
+    assert set(rerankers) == {"hybrid", "two_stage"}
+    for model, in_study, scored_by, share, agreement, why in rerankers.values():
+        # said by the model (SCORES_EVERY_CANDIDATE = False): left out without a refit
+        assert not in_study and scored_by is None and "SCORES_EVERY_CANDIDATE" in why, model
 
 
 def test_the_study_summarises_its_repeats(con):

@@ -107,7 +107,8 @@ def test_tune_and_exposure_study_run_out_of_memory_in_one_line(tmp_path, built_d
     assert sorted(p.name for p in tmp_path.iterdir()) == [".kuairec.duckdb.lock", "kuairec.duckdb"]
 
 
-def test_exposure_study_scores_a_model_with_the_memory_it_asks_for(tmp_path, built_db):
+def test_exposure_study_scores_sql_models_over_its_users_at_the_default_limit(tmp_path, built_db):
+    """random asks for 3GB in a build; over the study's users the default is enough."""
     db = tmp_path / "kuairec.duckdb"
     shutil.copy(built_db, db)
     result = run_cli(
@@ -115,10 +116,49 @@ def test_exposure_study_scores_a_model_with_the_memory_it_asks_for(tmp_path, bui
         "--densities", "0.5", "--strategies", "uniform", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "model random: DuckDB memory limit 3GB (its own)" in result.stderr
+    assert "random: SQL model re-run" in result.stderr
+    assert "(its own)" not in result.stderr
     con = duckdb.connect(str(db), read_only=True)
     info = dict(con.execute("select key, value from eval_exposure_info").fetchall())
     assert info["memory_limit"] == "1GB"
     rows = con.execute("select model from eval_exposure_models where in_study").fetchall()
     studied = {r[0] for r in rows}
     assert studied == {"random", "popularity"}
+
+
+def test_exposure_study_gives_a_sql_model_its_own_memory_when_the_default_runs_out(
+    tmp_path, caplog
+):
+    """The fallback of exposure-study's SQL-model scoring: out of memory at the connection's
+    limit (8MB here, standing for the default), then again under the model's own."""
+    from kuairec_db import exposure, runner
+
+    model_file = tmp_path / "heavy.sql"
+    model_file.write_text(
+        "-- heavy: one score per user, from a list aggregate that cannot spill\n"
+        "-- memory_limit: 2GB\n"
+        "select user_id, 1 as video_id, len(list(r.range)) as score\n"
+        "from int_user_index cross join range(200000) as r group by user_id\n"
+    )
+    model = runner.Model(name="heavy", path=model_file)
+    con = duckdb.connect()
+    con.execute("attach ':memory:' as kuairec")
+    con.execute("use kuairec")
+    con.execute("create table int_user_index as select range::integer as user_id from range(50)")
+    con.execute(
+        "create temp table exposure_pairs as select user_id, 1 as video_id from int_user_index"
+    )
+    con.execute(
+        "create temp table exposure_scores "
+        "(model varchar, user_id integer, video_id integer, score double)"
+    )
+    con.execute("set variable model_name = 'heavy'")
+    con.execute("set memory_limit = '8MB'")
+    with pytest.raises(duckdb.OutOfMemoryException):  # --memory-limit given: no fallback
+        exposure._score_sql_model_in_memory(con, model, "8MB")
+    with caplog.at_level("INFO"):
+        exposure._score_sql_model_in_memory(con, model, None)
+    assert "out of memory at the default limit, again with its own" in caplog.text
+    assert "DuckDB memory limit 2GB (its own)" in caplog.text
+    scores = con.execute("select min(score), max(score), count(*) from exposure_scores").fetchone()
+    assert scores == (200000, 200000, 50)

@@ -8,8 +8,8 @@
 --   n_users                    = users with at least one sampled pair
 --   n_users_with_relevant      = users with at least one relevant sampled pair (the users the
 --                                metrics are averaged over)
--- Sums and means run over decimal(18, 12): parallel aggregation then gives the same bits
--- every run (the same seed gives an identical table).
+-- Means by exact_avg (sql/macros/): the same bits in any row order (the same seed gives an
+-- identical table).
 with
 
 sample_sets as (
@@ -81,7 +81,7 @@ pair_counts as (
         count(*) as n_sampled,
         count(*) / any_value(n_pairs) as density_achieved,
         avg(is_relevant::integer) as relevant_share,
-        avg(popularity_percentile::decimal(18, 12))::double as mean_popularity_percentile
+        exact_avg(popularity_percentile) as mean_popularity_percentile
     from sampled
     group by all
 ),

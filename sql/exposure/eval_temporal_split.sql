@@ -12,8 +12,8 @@
 --   full_model_rank = rank by full_value among the same models
 --   kendall_tau     = Kendall's tau-b between the two orders of these models (the macro
 --                     kendall_tau_b, sql/macros/: differences within 1e-9 are ties)
--- Means run over decimal(18, 12): parallel aggregation then gives the same bits every run
--- (the same seed gives an identical table).
+-- Means by exact_avg (sql/macros/): the same bits in any row order (the same seed gives an
+-- identical table).
 with
 
 user_metrics as (
@@ -33,7 +33,7 @@ compared as (
         user_metrics.model,
         user_metrics.k,
         user_metrics.metric,
-        avg(user_metrics.value::decimal(18, 12))::double as value,
+        exact_avg(user_metrics.value) as value,
         count(*) as n_users,
         any_value(reference.value) as full_value,
         any_value(reference.ci_low) as full_ci_low,

@@ -15,8 +15,8 @@
 --                       tau_b = sum of s * f / sqrt(sum of |s| * sum of |f|)
 --                     1: the sparse set orders the models as the full matrix does; -1:
 --                     reversed; null when one side ties every pair (or with one model)
--- Means run over decimal(18, 12): parallel aggregation then gives the same bits every run
--- (the same seed gives an identical table).
+-- Means by exact_avg (sql/macros/): the same bits in any row order (the same seed gives an
+-- identical table).
 with
 
 user_metrics as (
@@ -30,7 +30,7 @@ set_means as (
         model,
         k,
         metric,
-        avg(value::decimal(18, 12))::double as value,
+        exact_avg(value) as value,
         count(*) as n_users
     from user_metrics
     group by all

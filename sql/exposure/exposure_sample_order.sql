@@ -3,7 +3,8 @@
 -- without replacement (Efraimidis and Spirakis 2006): each pair draws
 --   u          = (first 13 hex digits of md5(seed:user_id:video_id) + 0.5) / 2^52, in (0, 1)
 --   sample_key = ln(u) / w, with the strategy's exposure weight w > 0
--- and sample_position numbers the pairs by sample_key, largest first (ties: user_id, video_id).
+-- and sample_position numbers the pairs by sample_key, largest first (ties: user_id, video_id);
+-- the table keeps the position only.
 -- The first n positions are a weighted sample of exactly n pairs, so the sample of density d is
 -- sample_position <= round(d * N): it hits its density exactly, and a sparser sample lies inside
 -- every denser one of the same strategy. Weights:
@@ -77,8 +78,6 @@ final as (
         user_id,
         video_id,
         is_relevant,
-        exposure_weight,
-        ln(draw) / exposure_weight as sample_key,
         row_number() over (
             partition by strategy
             order by ln(draw) / exposure_weight desc, user_id asc, video_id asc

@@ -14,6 +14,8 @@
 -- Users whose sample holds no relevant video are left out (as in eval_user_metrics). The
 -- macro's sums run in rank order: the same bits every run (the same seed gives an identical
 -- table).
+-- Two passes, exact: exposure_list_keys takes each list from the model's ranks 1 ..
+-- exposure_rank_depth; the lists it could not complete are taken here from every rank.
 with
 
 pairs as (
@@ -43,8 +45,22 @@ ideal as (
     from ideal_dcgs(list_max(getvariable('exposure_k')))
 ),
 
--- one row per sample set and sampled pair ('fully_observed': every pair)
-sampled as (
+list_keys as (
+    select * from exposure_list_keys
+),
+
+incomplete_keys as (
+    select
+        strategy,
+        density,
+        model,
+        user_id
+    from list_keys
+    where not is_complete
+),
+
+-- the sampled pairs of the incomplete lists' users ('fully_observed': every pair)
+incomplete_pairs as (
     select
         sample_sets.strategy,
         sample_sets.density,
@@ -56,6 +72,13 @@ sampled as (
         on
             sample_sets.strategy = sample_order.strategy
             and sample_sets.n_sampled >= sample_order.sample_position
+    where
+        exists (
+            select 1 from incomplete_keys
+            where
+                incomplete_keys.strategy = sample_sets.strategy
+                and incomplete_keys.user_id = sample_order.user_id
+        )
     union all
     select
         'fully_observed' as strategy,
@@ -64,37 +87,52 @@ sampled as (
         video_id,
         is_relevant
     from pairs
+    where exists (
+        select 1 from incomplete_keys
+        where
+            incomplete_keys.strategy = 'fully_observed'
+            and incomplete_keys.user_id = pairs.user_id
+    )
 ),
 
-user_relevance as (
+-- second pass, over every rank, for the lists the first pass left incomplete
+deep_lists as (
     select
-        strategy,
-        density,
-        user_id,
-        count(*) filter (where is_relevant) as n_relevant
-    from sampled
+        incomplete_keys.strategy,
+        incomplete_keys.density,
+        incomplete_keys.model,
+        incomplete_keys.user_id,
+        min_by(
+            incomplete_pairs.is_relevant,
+            full_ranks.full_rank,
+            list_max(getvariable('exposure_k'))
+        ) as labels_in_order
+    from incomplete_keys
+    inner join incomplete_pairs
+        on
+            incomplete_keys.strategy = incomplete_pairs.strategy
+            and incomplete_keys.density = incomplete_pairs.density
+            and incomplete_keys.user_id = incomplete_pairs.user_id
+    inner join full_ranks
+        on
+            incomplete_keys.model = full_ranks.model
+            and incomplete_pairs.user_id = full_ranks.user_id
+            and incomplete_pairs.video_id = full_ranks.video_id
     group by all
-    having count(*) filter (where is_relevant) > 0
 ),
 
 -- the first max(k) sampled videos of every list, their labels in sparse rank order
 top_lists as (
     select
-        sampled.strategy,
-        sampled.density,
-        full_ranks.model,
-        sampled.user_id,
-        min_by(
-            sampled.is_relevant,
-            full_ranks.full_rank,
-            list_max(getvariable('exposure_k'))
-        ) as labels_in_order
-    from sampled
-    inner join full_ranks
-        on
-            sampled.user_id = full_ranks.user_id
-            and sampled.video_id = full_ranks.video_id
-    group by all
+        strategy,
+        density,
+        model,
+        user_id,
+        labels_in_order
+    from list_keys
+    where is_complete
+    union all
+    select * from deep_lists
 ),
 
 hits as (
@@ -135,25 +173,26 @@ final as (
         unnest(  -- noqa: AL03
             user_metric_values(
                 running_hits.sparse_rank, running_hits.is_relevant, running_hits.n_hits_so_far,
-                user_relevance.n_relevant, cutoffs.k, ideal.ideal_dcg
+                list_keys.n_relevant, cutoffs.k, ideal.ideal_dcg
             ),
             recursive := true
         )
     from running_hits
     inner join cutoffs on running_hits.sparse_rank <= cutoffs.k
-    inner join user_relevance
+    inner join list_keys
         on
-            running_hits.strategy = user_relevance.strategy
-            and running_hits.density = user_relevance.density
-            and running_hits.user_id = user_relevance.user_id
-    inner join ideal on least(user_relevance.n_relevant, cutoffs.k) = ideal.n_hits
+            running_hits.strategy = list_keys.strategy
+            and running_hits.density = list_keys.density
+            and running_hits.model = list_keys.model
+            and running_hits.user_id = list_keys.user_id
+    inner join ideal on least(list_keys.n_relevant, cutoffs.k) = ideal.n_hits
     group by
         running_hits.strategy,
         running_hits.density,
         running_hits.model,
         running_hits.user_id,
         cutoffs.k,
-        user_relevance.n_relevant,
+        list_keys.n_relevant,
         ideal.ideal_dcg
 )
 
