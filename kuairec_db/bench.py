@@ -14,7 +14,9 @@ For each scale it measures, in the same run and on the same files:
 At the largest scale up to 1.0 also the model yardsticks: one build with every model (wall
 time, peak RSS, each model's seconds) and, for each model whose work is a library's (als, bpr,
 ease, itemknn), the bare library fit and top-N of every user with the build's settings on the
-build's own training matrix, and the model's ratio to it. Scales above 1.0 (more users than
+build's own training matrix, and the model's ratio to it; then, on a copy of that build, the
+rest of the workflow: exposure-study with its defaults and tune --models als --budget 2 (each
+trial against the build's ALS fit). Scales above 1.0 (more users than
 KuaiRec) show the growth: time and peak RSS per doubling of the data.
 CPU seconds are reported beside wall seconds: on a shared machine they move less with the load.
 Writes bench.json and bench.md into --out, after every scale.
@@ -31,6 +33,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -373,7 +376,63 @@ def model_yardsticks(
         "all_models_build_peak_rss_mb": run.rss_mb,
         "all_models_build_cpu_seconds": run.cpu,
         "models": models,
+        "workflow": workflow_yardsticks(db, out, scale, threads, memory_limit, info),
     }
+
+
+def workflow_yardsticks(
+    db: Path, out: Path, scale: float, threads: int, memory_limit, info: dict[str, str]
+) -> dict:
+    """The rest of the workflow on a copy of the every-model build, each in its own process:
+    exposure-study with its defaults (wall, peak RSS, its own study and temporal seconds) and,
+    when the build has ALS, tune --models als --budget 2, whose trials are compared with the
+    build's ALS fit (a trial is a fit plus its tune-user evaluation)."""
+    import duckdb
+
+    copy = out / f"bench-{scale}-workflow.duckdb"
+    shutil.copyfile(db, copy)
+    common = ["--db", str(copy), "--threads", str(threads)]
+    common += ["--memory-limit", memory_limit] if memory_limit else []
+    log.info("scale %s: exposure-study on the every-model build", scale)
+    study = _run_measured(["-m", "kuairec_db", "-q", "exposure-study", *common])
+    result: dict = {
+        "exposure_study_seconds": study.wall,
+        "exposure_study_peak_rss_mb": study.rss_mb,
+    }
+    con = duckdb.connect(str(copy), read_only=True)
+    try:
+        facts = dict(con.execute("select key, value from eval_exposure_info").fetchall())
+    finally:
+        con.close()
+    result["exposure_study_repeats"] = int(facts["repeats"])
+    for key in ("study_seconds", "temporal_seconds"):
+        result[f"exposure_{key}"] = float(facts.get(key, "nan"))
+    fit = float(info.get("model.als.fit_seconds", "nan"))
+    if not math.isnan(fit):
+        log.info("scale %s: tune --models als --budget 2", scale)
+        settings = out / f"bench-{scale}-tuned-settings.toml"
+        args = ["-m", "kuairec_db", "-q", "tune", *common, "--models", "als", "--budget", "2"]
+        tune = _run_measured([*args, "--write", str(settings)])
+        con = duckdb.connect(str(copy), read_only=True)
+        try:
+            trials = [
+                r[0]
+                for r in con.execute(
+                    "select seconds from tuning_trials where model = 'als' order by trial"
+                ).fetchall()
+            ]
+        finally:
+            con.close()
+        result.update(
+            tune_seconds=tune.wall,
+            tune_peak_rss_mb=tune.rss_mb,
+            tune_trial_seconds=trials,
+            als_fit_seconds=fit,
+            tune_trial_over_als_fit=statistics.mean(trials) / fit,
+        )
+        settings.unlink(missing_ok=True)
+    copy.unlink()
+    return result
 
 
 def run_scale(
@@ -509,6 +568,21 @@ def _markdown(results: list[dict], machine: str) -> str:
             )
             fit = "-" if math.isnan(m["fit_seconds"]) else f"{m['fit_seconds']:.1f}"
             lines.append(f"| {name} | {m['seconds']:.1f} | {fit} | {floor} |")
+        w = r.get("workflow")
+        if w:
+            lines += [
+                "",
+                f"The workflow on that build: exposure-study ({w['exposure_study_repeats']} "
+                f"repeats, the temporal split included) {w['exposure_study_seconds']:.1f} s, "
+                f"peak RSS {w['exposure_study_peak_rss_mb']:.0f} MB.",
+            ]
+            if "tune_seconds" in w:
+                trials = ", ".join(f"{t:.1f}" for t in w["tune_trial_seconds"])
+                lines[-1] += (
+                    f" tune --models als --budget 2: {w['tune_seconds']:.1f} s, peak RSS "
+                    f"{w['tune_peak_rss_mb']:.0f} MB; trials {trials} s against the build's ALS "
+                    f"fit {w['als_fit_seconds']:.1f} s: {w['tune_trial_over_als_fit']:.2f}x."
+                )
     steps = growth(results)
     if steps:
         lines += [

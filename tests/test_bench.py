@@ -77,8 +77,24 @@ def test_bench_measures_every_model_against_its_library_floor(tmp_path):
         assert 0 < m["floor_fit_seconds"] <= m["floor_seconds"], name
         assert m["over_floor"] == m["seconds"] / m["floor_seconds"], name
     assert "floor_seconds" not in models["hybrid"] and "floor_seconds" not in models["popularity"]
+    # the rest of the workflow on a copy of that build
+    w = full["workflow"]
+    assert w["exposure_study_repeats"] == 5
+    assert 0 < w["exposure_study_seconds"] and w["exposure_study_peak_rss_mb"] > 50
+    assert 0 < w["exposure_temporal_seconds"] < w["exposure_study_seconds"]
+    assert (
+        len(w["tune_trial_seconds"]) == 2 and w["als_fit_seconds"] == models["als"]["fit_seconds"]
+    )
+    assert w["tune_trial_over_als_fit"] == pytest.approx(
+        sum(w["tune_trial_seconds"]) / 2 / w["als_fit_seconds"]
+    )
+    assert sorted(p.name for p in out.glob("*.duckdb")) == [
+        "bench-0.01-all-models.duckdb",
+        "bench-0.01.duckdb",
+    ]
     markdown = (out / "bench.md").read_text()
     assert "| model / floor |" in markdown and "\n| itemknn |" in markdown
+    assert "The workflow on that build: exposure-study (5 repeats" in markdown
 
 
 def test_bench_refuses_an_unknown_model(tmp_path):

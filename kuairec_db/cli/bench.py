@@ -49,7 +49,7 @@ def register(sub) -> None:
         "--no-model-floors",
         dest="model_floors",
         action="store_false",
-        help="skip the model yardsticks",
+        help="skip the model yardsticks (and exposure-study and tune on their build)",
     )
     p.add_argument(
         "--out",
