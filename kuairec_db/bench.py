@@ -387,10 +387,18 @@ def workflow_yardsticks(
     exposure-study with its defaults (wall, peak RSS, its own study and temporal seconds) and,
     when the build has ALS, tune --models als --budget 2, whose trials are compared with the
     build's ALS fit (a trial is a fit plus its tune-user evaluation)."""
-    import duckdb
 
     copy = out / f"bench-{scale}-workflow.duckdb"
     shutil.copyfile(db, copy)
+    try:
+        return _workflow_on(copy, out, scale, threads, memory_limit, info)
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+def _workflow_on(copy: Path, out: Path, scale: float, threads: int, memory_limit, info) -> dict:
+    import duckdb
+
     common = ["--db", str(copy), "--threads", str(threads)]
     common += ["--memory-limit", memory_limit] if memory_limit else []
     log.info("scale %s: exposure-study on the every-model build", scale)
@@ -431,7 +439,6 @@ def workflow_yardsticks(
             tune_trial_over_als_fit=statistics.mean(trials) / fit,
         )
         settings.unlink(missing_ok=True)
-    copy.unlink()
     return result
 
 

@@ -8,8 +8,9 @@ the big matrix, with the cheap models retrained on the earlier views.
 
 How a model is ranked on a sparse set: its ranking of a user's sampled candidates is its ranking
 of all the user's candidates restricted to the sampled ones. ``eval_rankings`` only holds the
-top-N, so the command first scores every candidate of every model (``exposure_scores``, a temp
-table), without touching the models' code or the build's tables:
+top-N, so the command first scores every candidate of each model in turn (``exposure_scores``,
+a temp table) and keeps its ranks (``exposure_full_ranks``), without touching the models' code
+or the build's tables:
 
 - a SQL model: its SELECT (``models/NAME.sql``) is run again and joined to all candidates;
 - a Python model with factors (``model_user_factors``, ``model_item_factors``): the dot product;
@@ -213,6 +214,10 @@ def run_sql(
 
 
 BOOTSTRAP_FILES = ("eval_resampled_sums", "eval_intervals")  # sql/eval, in this order
+# DuckDB's limit for the rest of the sampling once a repeat ran out of memory at the default
+# (unless --memory-limit): at full scale eight models' top lists fit in 1GB, twelve did not.
+SAMPLING_FALLBACK_LIMIT = "3GB"
+SAMPLING_FILES = ("exposure_sample_order", "exposure_list_keys", "exposure_user_metrics")
 
 
 def bootstrap_intervals(con: duckdb.DuckDBPyConnection, values_sql: str, into: str) -> None:
@@ -232,6 +237,24 @@ def bootstrap_intervals(con: duckdb.DuckDBPyConnection, values_sql: str, into: s
     finally:
         for name in reversed(shadows):
             con.execute(f"drop table if exists temp.{name}")
+
+
+def _sample_and_rank(con, params: StudyParams, raised: bool) -> bool:
+    """One repeat's samples and top lists (SAMPLING_FILES) within DuckDB's limit; when that is
+    the default and DuckDB runs out, again under SAMPLING_FALLBACK_LIMIT, which then stays for
+    the other repeats. Returns whether it is in force (RAISED: it already was)."""
+    try:
+        for name in SAMPLING_FILES:
+            run_sql(con, name)
+        return raised
+    except duckdb.OutOfMemoryException:
+        if params.memory_limit is not None or raised:
+            raise
+    log.info("  out of memory at the default limit; sampling on with %s", SAMPLING_FALLBACK_LIMIT)
+    con.execute(f"set memory_limit = '{SAMPLING_FALLBACK_LIMIT}'")
+    for name in SAMPLING_FILES:
+        run_sql(con, name)
+    return True
 
 
 def rank_depth(params: StudyParams) -> int:
@@ -384,7 +407,9 @@ def score_all_candidates(
     threads: int,
     memory_limit: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Fill exposure_scores; one dict per model of the database (eval_exposure_models rows)."""
+    """Fill exposure_full_ranks, a model at a time (its scores of every candidate in
+    exposure_scores, then its ranks: one model's window at a time keeps the memory down); one
+    dict per model of the database (eval_exposure_models rows)."""
     in_db = [
         r[0] for r in con.execute("select distinct model from eval_rankings order by 1").fetchall()
     ]
@@ -403,6 +428,9 @@ def score_all_candidates(
         "(model varchar, user_id integer, video_id integer, score double)"
     )
     n_pairs = con.execute("select count(*) from exposure_pairs").fetchone()[0]
+    ranks_body = stages.select_body(
+        (EXPOSURE_DIR / "exposure_full_ranks.sql").read_text(encoding="utf-8")
+    )
     rows = []
     for name in in_db:
         row: dict[str, Any] = {"model": name, "in_study": False, "scored_by": None, "note": None}
@@ -454,8 +482,14 @@ def score_all_candidates(
                 "subset, e.g. other models' lists), so its ranking of a sparse sample is undefined"
             )
             continue
+        if any(r["in_study"] for r in rows):
+            con.execute(f"insert into exposure_full_ranks {ranks_body}")
+        else:
+            con.execute(f"create or replace temp table exposure_full_ranks as {ranks_body}")
+        con.execute("delete from exposure_scores")
         row["in_study"] = True
         log.info("  %s: %s (%.1f s)", name, row["scored_by"], row["score_seconds"])
+    con.execute("drop table temp.exposure_scores")
     return rows
 
 
@@ -508,19 +542,21 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
     rows = score_all_candidates(con, info, params.models, params.threads, params.memory_limit)
     if not any(r["in_study"] for r in rows):
         raise UserError("no model could be scored on every candidate: nothing to compare")
-    for name in ("exposure_sample_sets", "exposure_full_ranks"):
-        run_sql(con, name)
-    con.execute("drop table temp.exposure_scores")  # the ranks hold all the study needs
+    run_sql(con, "exposure_sample_sets")
     agreement = rank_agreement(con)
     for row in rows:
         row["rank_agreement"] = agreement.get(row["model"])
+    con.execute(
+        "create or replace temp table exposure_shallow_ranks as select * from "
+        "exposure_full_ranks where full_rank <= getvariable('exposure_rank_depth')"
+    )
     con.execute("set variable exposure_t_quantile = ?", [t_quantile(params.repeats)])
+    raised = False
     for repeat in range(1, params.repeats + 1):
         seed = params.seed + repeat - 1
         log.info("sampling and evaluating: repeat %d of %d (seed %d)", repeat, params.repeats, seed)
         con.execute("set variable exposure_seed = ?", [seed])
-        for name in ("exposure_sample_order", "exposure_list_keys", "exposure_user_metrics"):
-            run_sql(con, name)
+        raised = _sample_and_rank(con, params, raised)
         for name, table in (
             ("eval_exposure_samples", "eval_exposure_samples"),
             ("exposure_repeat_study", "eval_exposure_repeats"),
@@ -542,6 +578,9 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
             )
     run_sql(con, "eval_exposure_study", into="database")
     con.execute("drop table temp.exposure_full_intervals")
+    con.execute("drop table temp.exposure_shallow_ranks")
+    if params.memory_limit is None:
+        con.execute(f"set memory_limit = '{runner.PIPELINE_MEMORY_LIMIT}'")
     return rows
 
 

@@ -243,6 +243,10 @@ def test_sparse_ranking_is_the_full_ranking_restricted_to_the_sample():
         "from exposure_pairs"
     )
     con.execute("set variable exposure_rank_depth = 1")  # the second pass finds the rest
+    con.execute(
+        "create table exposure_shallow_ranks as select * from exposure_full_ranks "
+        "where full_rank <= getvariable('exposure_rank_depth')"
+    )
     for name in ("exposure_sample_sets", "exposure_list_keys", "exposure_user_metrics"):
         body = stages.select_body((EXPOSURE_DIR / f"{name}.sql").read_text())
         con.execute(f"create table {name} as {body}")
@@ -339,6 +343,10 @@ def test_two_pass_sparse_metrics_equal_a_direct_computation_at_any_depth(depth):
             for s in strategies
             for (u, v), pos in positions[s].items()
         ],
+    )
+    con.execute(
+        "create table exposure_shallow_ranks as select * from exposure_full_ranks "
+        "where full_rank <= getvariable('exposure_rank_depth')"
     )
     for name in ("exposure_sample_sets", "exposure_list_keys", "exposure_user_metrics"):
         body = stages.select_body((EXPOSURE_DIR / f"{name}.sql").read_text())
@@ -615,3 +623,43 @@ def test_help():
     result = run_cli("exposure-study", "--help")
     assert result.returncode == 0
     assert "Kendall" in result.stdout and "examples:" in result.stdout
+
+
+def test_sampling_runs_on_with_the_fallback_limit_when_the_default_runs_out():
+    """A repeat that runs out of memory at the default limit (4MB here stands for it) is run
+    again under SAMPLING_FALLBACK_LIMIT; with --memory-limit given it fails instead."""
+    from kuairec_db import exposure
+
+    con = duckdb.connect()
+    stages.create_macros(con)
+    variables = {
+        "exposure_strategies": ["uniform", "positivity", "popularity"],
+        "exposure_densities": [0.1, 0.5],
+        "exposure_k": [10],
+        "exposure_rank_depth": 400,
+        "exposure_seed": 1,
+        "exposure_positivity_weight": 5.0,
+        "exposure_popularity_exponent": 1.0,
+    }
+    for name, value in variables.items():
+        con.execute(f"set variable {name} = ?", [value])
+    con.execute(
+        "create temp table exposure_pairs as select u as user_id, v as video_id, "
+        "(u * v) % 7 = 0 as is_relevant, v % 50 as n_video_users "
+        "from range(300) as a (u), range(400) as b (v)"
+    )
+    con.execute(
+        "create temp table exposure_full_ranks as select m as model, user_id, video_id, "
+        "row_number() over (partition by m, user_id order by hash(m, user_id, video_id))::integer "
+        "as full_rank from exposure_pairs, (values ('a'), ('b'), ('c')) as t (m)"
+    )
+    con.execute("create temp table exposure_shallow_ranks as select * from exposure_full_ranks")
+    exposure.run_sql(con, "exposure_sample_sets")
+    con.execute("set memory_limit = '4MB'")
+    with pytest.raises(duckdb.OutOfMemoryException):
+        exposure._sample_and_rank(con, exposure.StudyParams(memory_limit="4MB"), False)
+    assert exposure._sample_and_rank(con, exposure.StudyParams(), False) is True
+    limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
+    assert limit == "2.7 GiB"  # SAMPLING_FALLBACK_LIMIT, 3GB
+    n_users = con.execute("select count(distinct user_id) from exposure_user_metrics").fetchone()
+    assert n_users == (300,)

@@ -378,7 +378,7 @@ def test_label_buckets_are_duration_quantiles_with_a_watch_ratio_threshold(con):
         [(6000, 0.4), (1000, 1.0), (3000, 0.5), (5000, 0.2), (2000, 3.0), (4000, 0.7), (4000, 0.1)],
     )
     # Cut points: quantile_disc at 1/3 and 2/3 of the 7 sorted durations takes the values at
-    # positions floor(6/3) = 2 and floor(12/3) = 4 (0-based): 3000 and 4000. Buckets are
+    # positions ceil(7/3) - 1 = 2 and ceil(14/3) - 1 = 4 (0-based): 3000 and 4000. Buckets are
     # [1000, 3000), [3000, 4000), [4000, inf): both 4000 ms views share bucket 3.
     # quantile_cont(p = 0.8) of sorted values: linear between neighbours at position 0.8 (n - 1).
     assert_rows(
@@ -389,6 +389,25 @@ def test_label_buckets_are_duration_quantiles_with_a_watch_ratio_threshold(con):
             (3, 4000, None, 4, 0.4 + 0.4 * 0.3),  # ratios 0.1, 0.2, 0.4, 0.7; position 2.4
         ],
     )
+
+
+@pytest.mark.parametrize("n_buckets", [2, 3, 7, 10, 13])
+def test_label_bucket_cut_points_from_counts_equal_quantile_disc(con, n_buckets):
+    """The cut points come from per-duration counts, not from quantile_disc (which holds every
+    view in memory): the same values as DuckDB's quantile_disc, ties and all."""
+    rng = random.Random(n_buckets)
+    durations = [rng.choice([1000, 2000, 2500, 4000, 9000]) for _ in range(40)]
+    durations += [rng.randint(500, 60000) for _ in range(rng.randint(1, 300))]
+    set_variables(con, label_duration_buckets=n_buckets, label_quantile=0.5)
+    make_input(
+        con, "int_train_events", "video_duration_ms, watch_ratio", [(d, 1.0) for d in durations]
+    )
+    got = [r[1] for r in run_stage(con, "int_label_buckets")]
+    steps = [i / n_buckets for i in range(1, n_buckets)]
+    cuts = con.execute(
+        "select quantile_disc(video_duration_ms, ?) from int_train_events", [steps]
+    ).fetchone()[0]
+    assert got == sorted({min(durations), *cuts})
 
 
 def test_label_buckets_do_not_depend_on_row_order():

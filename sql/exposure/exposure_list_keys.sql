@@ -1,7 +1,8 @@
 -- exposure_list_keys: one row per sample set (strategy, density), model and user with at least
 -- one relevant sampled video: the first pass of exposure_user_metrics. A model's ranking of a
 -- user's sampled candidates is its full ranking (exposure_full_ranks) restricted to the sampled
--- ones; this pass reads only the model's ranks 1 .. exposure_rank_depth.
+-- ones; this pass reads only the model's ranks 1 .. exposure_rank_depth
+-- (exposure_shallow_ranks, a table of its own, so that the join knows which side is small).
 --   n_relevant      = R, the user's relevant sampled videos; n_sampled = the user's sampled videos
 --   labels_in_order = is_relevant of the first max(k) sampled videos found in that prefix, in
 --                     rank order
@@ -9,22 +10,24 @@
 --                     of them, or every one the user has (least(max(k), n_sampled))
 -- exposure_user_metrics takes the incomplete lists again from every rank, so the result does
 -- not depend on the depth; the depth only decides how much work the second pass has.
+-- The tables are read "not materialized": DuckDB would otherwise copy a CTE that is read twice
+-- into memory (11M rows of sample_order), which at full scale did not fit in 1 GB.
 with
 
-pairs as (
+pairs as not materialized (
     select * from exposure_pairs
 ),
 
-sample_sets as (
+sample_sets as not materialized (
     select * from exposure_sample_sets
 ),
 
-sample_order as (
+sample_order as not materialized (
     select * from exposure_sample_order
 ),
 
-full_ranks as (
-    select * from exposure_full_ranks
+shallow_ranks as not materialized (
+    select * from exposure_shallow_ranks
 ),
 
 -- one row per sample set and sampled pair ('fully_observed': every pair)
@@ -50,8 +53,8 @@ set_pairs as (
     from pairs
 ),
 
--- counted from the sets directly, not from set_pairs: read once, set_pairs streams and is
--- never stored
+-- counted from the sets directly, not from set_pairs, so that set_pairs is read once and
+-- streams
 user_relevance as (
     select
         sample_sets.strategy,
@@ -79,27 +82,26 @@ user_relevance as (
 ),
 
 models as (
-    select distinct model from full_ranks
+    select distinct model from shallow_ranks
 ),
 
 shallow_lists as (
     select
         set_pairs.strategy,
         set_pairs.density,
-        full_ranks.model,
+        shallow_ranks.model,
         set_pairs.user_id,
         min_by(
             set_pairs.is_relevant,
-            full_ranks.full_rank,
+            shallow_ranks.full_rank,
             list_max(getvariable('exposure_k'))
         ) as labels_in_order,
         count(*) as n_found
     from set_pairs
-    inner join full_ranks
+    inner join shallow_ranks
         on
-            set_pairs.user_id = full_ranks.user_id
-            and set_pairs.video_id = full_ranks.video_id
-    where full_ranks.full_rank <= getvariable('exposure_rank_depth')
+            set_pairs.user_id = shallow_ranks.user_id
+            and set_pairs.video_id = shallow_ranks.video_id
     group by all
 ),
 
