@@ -314,24 +314,23 @@ def _build_args(data: Path, db: Path, models: str, threads: int, memory_limit: s
     return args + (["--memory-limit", memory_limit] if memory_limit else [])
 
 
-def _build_info(db: Path) -> dict[str, str]:
+def _fetch(db: Path, sql: str) -> list[tuple]:
+    """The rows of SQL on the database DB, opened read-only."""
     import duckdb
 
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return dict(con.execute("select key, value from build_info").fetchall())
+        return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def _build_info(db: Path) -> dict[str, str]:
+    return dict(_fetch(db, "select key, value from build_info"))
 
 
 def _big_matrix_rows(db: Path) -> int:
-    import duckdb
-
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return int(con.execute("select sum(n_log_rows) from int_big_matrix_events").fetchone()[0])
-    finally:
-        con.close()
+    return int(_fetch(db, "select sum(n_log_rows) from int_big_matrix_events")[0][0])
 
 
 def _timed(info: dict[str, str], prefix: str, suffix: str = ".seconds") -> dict[str, float]:
@@ -397,8 +396,6 @@ def workflow_yardsticks(
 
 
 def _workflow_on(copy: Path, out: Path, scale: float, threads: int, memory_limit, info) -> dict:
-    import duckdb
-
     common = ["--db", str(copy), "--threads", str(threads)]
     common += ["--memory-limit", memory_limit] if memory_limit else []
     log.info("scale %s: exposure-study on the every-model build", scale)
@@ -407,11 +404,7 @@ def _workflow_on(copy: Path, out: Path, scale: float, threads: int, memory_limit
         "exposure_study_seconds": study.wall,
         "exposure_study_peak_rss_mb": study.rss_mb,
     }
-    con = duckdb.connect(str(copy), read_only=True)
-    try:
-        facts = dict(con.execute("select key, value from eval_exposure_info").fetchall())
-    finally:
-        con.close()
+    facts = dict(_fetch(copy, "select key, value from eval_exposure_info"))
     result["exposure_study_repeats"] = int(facts["repeats"])
     for key in ("study_seconds", "temporal_seconds"):
         result[f"exposure_{key}"] = float(facts.get(key, "nan"))
@@ -421,16 +414,8 @@ def _workflow_on(copy: Path, out: Path, scale: float, threads: int, memory_limit
         settings = out / f"bench-{scale}-tuned-settings.toml"
         args = ["-m", "kuairec_db", "-q", "tune", *common, "--models", "als", "--budget", "2"]
         tune = _run_measured([*args, "--write", str(settings)])
-        con = duckdb.connect(str(copy), read_only=True)
-        try:
-            trials = [
-                r[0]
-                for r in con.execute(
-                    "select seconds from tuning_trials where model = 'als' order by trial"
-                ).fetchall()
-            ]
-        finally:
-            con.close()
+        query = "select seconds from tuning_trials where model = 'als' order by trial"
+        trials = [r[0] for r in _fetch(copy, query)]
         result.update(
             tune_seconds=tune.wall,
             tune_peak_rss_mb=tune.rss_mb,

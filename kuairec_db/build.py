@@ -361,8 +361,6 @@ def _run_models(
         if previous.get(key) == plan.fps.fingerprints[key]:
             log.info("  model %s: unchanged, kept", model.name)
             continue
-        if not model.is_sql:
-            runner.release_cached_blocks(con, _memory_limit(params))
         with runner.model_memory(con, model, params.memory_limit) as ws.memory_in_use:
             model_timings[model.name] = runner.run_model(
                 con,

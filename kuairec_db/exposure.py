@@ -257,6 +257,16 @@ def _sample_and_rank(con, params: StudyParams, raised: bool) -> bool:
     return True
 
 
+def make_shallow_ranks(con) -> None:
+    """Temp table exposure_shallow_ranks: the ranks 1 .. exposure_rank_depth of
+    exposure_full_ranks, which exposure_list_keys reads (a table of its own, so that its join
+    knows which side is small)."""
+    con.execute(
+        "create or replace temp table exposure_shallow_ranks as select * from "
+        "exposure_full_ranks where full_rank <= getvariable('exposure_rank_depth')"
+    )
+
+
 def rank_depth(params: StudyParams) -> int:
     """The ranks exposure_list_keys reads first (the result is the same at any depth)."""
     return math.ceil(RANK_DEPTH_FACTOR * max(params.k) / min(params.densities))
@@ -427,6 +437,10 @@ def score_all_candidates(
         "create or replace temp table exposure_scores "
         "(model varchar, user_id integer, video_id integer, score double)"
     )
+    con.execute(
+        "create or replace temp table exposure_full_ranks "
+        "(model varchar, user_id integer, video_id integer, full_rank integer)"
+    )
     n_pairs = con.execute("select count(*) from exposure_pairs").fetchone()[0]
     ranks_body = stages.select_body(
         (EXPOSURE_DIR / "exposure_full_ranks.sql").read_text(encoding="utf-8")
@@ -454,7 +468,6 @@ def score_all_candidates(
             elif name in factor_models:
                 row["scored_by"] = _score_factors(con, name)
             elif model is not None:
-                runner.release_cached_blocks(con, memory_limit or runner.PIPELINE_MEMORY_LIMIT)
                 with runner.model_memory(con, model, memory_limit):
                     row["scored_by"] = _score_refit(con, model, info, threads)
             else:
@@ -482,10 +495,7 @@ def score_all_candidates(
                 "subset, e.g. other models' lists), so its ranking of a sparse sample is undefined"
             )
             continue
-        if any(r["in_study"] for r in rows):
-            con.execute(f"insert into exposure_full_ranks {ranks_body}")
-        else:
-            con.execute(f"create or replace temp table exposure_full_ranks as {ranks_body}")
+        con.execute(f"insert into exposure_full_ranks {ranks_body}")
         con.execute("delete from exposure_scores")
         row["in_study"] = True
         log.info("  %s: %s (%.1f s)", name, row["scored_by"], row["score_seconds"])
@@ -546,10 +556,7 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
     agreement = rank_agreement(con)
     for row in rows:
         row["rank_agreement"] = agreement.get(row["model"])
-    con.execute(
-        "create or replace temp table exposure_shallow_ranks as select * from "
-        "exposure_full_ranks where full_rank <= getvariable('exposure_rank_depth')"
-    )
+    make_shallow_ranks(con)
     con.execute("set variable exposure_t_quantile = ?", [t_quantile(params.repeats)])
     raised = False
     for repeat in range(1, params.repeats + 1):
@@ -650,10 +657,6 @@ def temporal_split(con, params: StudyParams, info: dict[str, str], threads: int)
         for model in models:
             settings = built_settings(model, info)
             seed = int(info.get("param.seed", 42))
-            if not model.is_sql:
-                runner.release_cached_blocks(
-                    con, params.memory_limit or runner.PIPELINE_MEMORY_LIMIT
-                )
             with runner.model_memory(con, model, params.memory_limit):
                 runner.run_model(con, model, settings, top_n, threads, seed)
         run_sql(con, "temporal_test_pairs")

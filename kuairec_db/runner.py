@@ -149,7 +149,10 @@ def load_module(model: Model) -> ModuleType:
 def model_memory(con: duckdb.DuckDBPyConnection, model: Model, chosen: str | None) -> Iterator[str]:
     """DuckDB's memory limit while MODEL runs: CHOSEN (--memory-limit) when given, else the
     model's own when it asks for one, else PIPELINE_MEMORY_LIMIT. Yields the limit in force,
-    worded for an out-of-memory message."""
+    worded for an out-of-memory message. Before a Python model, DuckDB's cached blocks are
+    released first (release_cached_blocks)."""
+    if not model.is_sql:
+        release_cached_blocks(con, chosen or PIPELINE_MEMORY_LIMIT)
     wanted = None if chosen else model.memory_limit
     if not wanted:
         yield chosen or PIPELINE_MEMORY_LIMIT

@@ -221,6 +221,16 @@ def test_tau_sql_is_null_when_one_side_ties_everything():
     assert _tau_sql([("a", 0.5, 0.1), ("b", 0.5, 0.2)]) is None
 
 
+def _rank_sparse_sets(con) -> None:
+    """The study's sets, first ranks and top lists over literal exposure_* tables."""
+    from kuairec_db import exposure
+
+    exposure.run_sql(con, "exposure_sample_sets")
+    exposure.make_shallow_ranks(con)
+    for name in ("exposure_list_keys", "exposure_user_metrics"):
+        exposure.run_sql(con, name)
+
+
 def test_sparse_ranking_is_the_full_ranking_restricted_to_the_sample():
     """exposure_user_metrics on one user: 6 candidates, full ranks 1..6, a sample of 3."""
     con = duckdb.connect()
@@ -243,13 +253,7 @@ def test_sparse_ranking_is_the_full_ranking_restricted_to_the_sample():
         "from exposure_pairs"
     )
     con.execute("set variable exposure_rank_depth = 1")  # the second pass finds the rest
-    con.execute(
-        "create table exposure_shallow_ranks as select * from exposure_full_ranks "
-        "where full_rank <= getvariable('exposure_rank_depth')"
-    )
-    for name in ("exposure_sample_sets", "exposure_list_keys", "exposure_user_metrics"):
-        body = stages.select_body((EXPOSURE_DIR / f"{name}.sql").read_text())
-        con.execute(f"create table {name} as {body}")
+    _rank_sparse_sets(con)
     values = dict(
         con.execute(
             "select metric, value from exposure_user_metrics where strategy = 'uniform'"
@@ -344,13 +348,7 @@ def test_two_pass_sparse_metrics_equal_a_direct_computation_at_any_depth(depth):
             for (u, v), pos in positions[s].items()
         ],
     )
-    con.execute(
-        "create table exposure_shallow_ranks as select * from exposure_full_ranks "
-        "where full_rank <= getvariable('exposure_rank_depth')"
-    )
-    for name in ("exposure_sample_sets", "exposure_list_keys", "exposure_user_metrics"):
-        body = stages.select_body((EXPOSURE_DIR / f"{name}.sql").read_text())
-        con.execute(f"create table {name} as {body}")
+    _rank_sparse_sets(con)
     n_sampled = dict(
         ((s, d), n)
         for s, d, n in con.execute(
@@ -653,8 +651,8 @@ def test_sampling_runs_on_with_the_fallback_limit_when_the_default_runs_out():
         "row_number() over (partition by m, user_id order by hash(m, user_id, video_id))::integer "
         "as full_rank from exposure_pairs, (values ('a'), ('b'), ('c')) as t (m)"
     )
-    con.execute("create temp table exposure_shallow_ranks as select * from exposure_full_ranks")
     exposure.run_sql(con, "exposure_sample_sets")
+    exposure.make_shallow_ranks(con)
     con.execute("set memory_limit = '4MB'")
     with pytest.raises(duckdb.OutOfMemoryException):
         exposure._sample_and_rank(con, exposure.StudyParams(memory_limit="4MB"), False)
