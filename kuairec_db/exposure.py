@@ -21,9 +21,14 @@ or the build's tables:
   (``SCORES_EVERY_CANDIDATE = False``) is left out without being refitted.
 How far the re-scoring reproduces the build's ``eval_rankings`` is recorded per model.
 
-Each repeat then ranks each model's sampled candidates in two passes (exposure_list_keys over
-each model's first ranks, exposure_user_metrics over every rank only for the lists the first
-pass could not complete): the result does not depend on the depth of the first pass.
+The study works on lists: each user's candidates are numbered once (exposure_user_candidates)
+and each model's first ranks kept as candidate numbers (exposure_model_lists). Each repeat draws
+every pair's sample key, finds each set's cut without sorting (exposure_sample_thresholds: the
+n-th largest key by quantile_disc, ties in (user, video) order), notes each pair's smallest set
+(exposure_first_sets), and ranks each model's sampled candidates in two passes
+(exposure_list_keys gathers the first ranks' sets by candidate number; exposure_user_metrics
+reads every rank only for the lists that prefix could not fill): the result does not depend on
+the depth of the first pass.
 
 The SQL is in ``sql/exposure/`` (linted like the rest; the build does not run that folder):
 each file is one SELECT over temp tables this module fills, run in this order.
@@ -217,7 +222,14 @@ BOOTSTRAP_FILES = ("eval_resampled_sums", "eval_intervals")  # sql/eval, in this
 # DuckDB's limit for the rest of the sampling once a repeat ran out of memory at the default
 # (unless --memory-limit): at full scale eight models' top lists fit in 1GB, twelve did not.
 SAMPLING_FALLBACK_LIMIT = "3GB"
-SAMPLING_FILES = ("exposure_sample_order", "exposure_list_keys", "exposure_user_metrics")
+SAMPLING_FILES = (
+    "exposure_sample_keys",
+    "exposure_sample_thresholds",
+    "exposure_first_sets",
+    "exposure_first_set_counts",
+    "exposure_list_keys",
+    "exposure_user_metrics",
+)
 
 
 def bootstrap_intervals(con: duckdb.DuckDBPyConnection, values_sql: str, into: str) -> None:
@@ -246,25 +258,50 @@ def _sample_and_rank(con, params: StudyParams, raised: bool) -> bool:
     try:
         for name in SAMPLING_FILES:
             run_sql(con, name)
-        return raised
     except duckdb.OutOfMemoryException:
         if params.memory_limit is not None or raised:
             raise
-    log.info("  out of memory at the default limit; sampling on with %s", SAMPLING_FALLBACK_LIMIT)
-    con.execute(f"set memory_limit = '{SAMPLING_FALLBACK_LIMIT}'")
-    for name in SAMPLING_FILES:
-        run_sql(con, name)
-    return True
+        log.info(
+            "  out of memory at the default limit; sampling on with %s", SAMPLING_FALLBACK_LIMIT
+        )
+        con.execute(f"set memory_limit = '{SAMPLING_FALLBACK_LIMIT}'")
+        for name in SAMPLING_FILES:
+            run_sql(con, name)
+        raised = True
+    check_set_sizes(con)
+    return raised
 
 
-def make_shallow_ranks(con) -> None:
-    """Temp table exposure_shallow_ranks: the ranks 1 .. exposure_rank_depth of
-    exposure_full_ranks, which exposure_list_keys reads (a table of its own, so that its join
-    knows which side is small)."""
+def check_set_sizes(con) -> None:
+    """Every sparse set holds exactly its n_sampled pairs (the cut of
+    exposure_sample_thresholds, counted back from exposure_first_set_counts)."""
+    wrong = con.execute(
+        """
+        select s.strategy, s.density, s.n_sampled, coalesce(sum(c.n_pairs), 0)
+        from exposure_sample_sets as s
+        left join exposure_first_set_counts as c
+            on s.strategy = c.strategy and s.n_sampled >= c.first_set_size
+        where s.strategy <> 'fully_observed'
+        group by all
+        having coalesce(sum(c.n_pairs), 0) <> s.n_sampled
+        """
+    ).fetchall()
+    if wrong:
+        raise RuntimeError(
+            f"exposure samples of the wrong size (strategy, density, n, got): {wrong}"
+        )
+
+
+def prepare_lists(con) -> None:
+    """The study's list tables, once: every user's candidates (exposure_user_candidates, also
+    before the models are scored), each model's first ranks (exposure_model_lists), and the
+    variables the sample cuts read (exposure_set_sizes, exposure_n_pairs)."""
+    run_sql(con, "exposure_model_lists")
     con.execute(
-        "create or replace temp table exposure_shallow_ranks as select * from "
-        "exposure_full_ranks where full_rank <= getvariable('exposure_rank_depth')"
+        "set variable exposure_set_sizes = (select list(distinct n_sampled order by n_sampled) "
+        "from exposure_sample_sets where strategy <> 'fully_observed')"
     )
+    con.execute("set variable exposure_n_pairs = (select max(n_pairs) from exposure_sample_sets)")
 
 
 def rank_depth(params: StudyParams) -> int:
@@ -540,6 +577,7 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
     )
     if not con.execute("select count(*) from exposure_pairs").fetchone()[0]:
         raise UserError(f"eval_ground_truth has no {STUDY_SPLIT} users: nothing to sample")
+    run_sql(con, "exposure_user_candidates")
     con.execute("set variable exposure_strategies = ?", [list(params.strategies)])
     con.execute("set variable exposure_densities = ?", [[float(d) for d in params.densities]])
     con.execute("set variable exposure_k = ?", [sorted(set(params.k))])
@@ -556,7 +594,7 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
     agreement = rank_agreement(con)
     for row in rows:
         row["rank_agreement"] = agreement.get(row["model"])
-    make_shallow_ranks(con)
+    prepare_lists(con)
     con.execute("set variable exposure_t_quantile = ?", [t_quantile(params.repeats)])
     raised = False
     for repeat in range(1, params.repeats + 1):
@@ -585,7 +623,8 @@ def exposure_study(con, params: StudyParams, info: dict[str, str]) -> list[dict[
             )
     run_sql(con, "eval_exposure_study", into="database")
     con.execute("drop table temp.exposure_full_intervals")
-    con.execute("drop table temp.exposure_shallow_ranks")
+    for name in ("exposure_user_candidates", "exposure_model_lists", *SAMPLING_FILES):
+        con.execute(f"drop table temp.{name}")
     if params.memory_limit is None:
         con.execute(f"set memory_limit = '{runner.PIPELINE_MEMORY_LIMIT}'")
     return rows

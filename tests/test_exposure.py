@@ -67,29 +67,70 @@ def test_every_sample_hits_its_density_within_one_percent(con):
         )
 
 
-def test_sample_order_is_efraimidis_spirakis_on_md5_draws():
-    """exposure_sample_order against the same keys computed in Python: u from md5, ln(u) / w."""
+def _literal_sets(con, strategies, densities, pairs) -> None:
+    """exposure_pairs (user_id, video_id, is_relevant, n_video_users) from PAIRS, the sets of
+    STRATEGIES x DENSITIES, the candidate lists and the variables the cuts read."""
+    from kuairec_db import exposure
+
+    con.execute(f"set variable exposure_strategies = {list(strategies)}")
+    con.execute(f"set variable exposure_densities = {list(densities)}")
+    con.execute(
+        "create table exposure_pairs (user_id integer, video_id integer, is_relevant boolean, "
+        "n_video_users integer, popularity_percentile double)"
+    )
+    con.executemany(
+        "insert into exposure_pairs values (?, ?, ?, ?, ?)",
+        [(u, v, r, n, n / 10) for u, v, r, n in pairs],
+    )
+    exposure.run_sql(con, "exposure_sample_sets")
+    exposure.run_sql(con, "exposure_user_candidates")
+    con.execute(
+        "create table exposure_full_ranks as select 'm' as model, user_id, video_id, "
+        "1 as full_rank from exposure_pairs limit 0"
+    )
+    exposure.prepare_lists(con)
+
+
+def _sets_from_cuts(con) -> dict[tuple[str, int], set[tuple[int, int]]]:
+    """(strategy, n_sampled) -> the set's (user_id, video_id) pairs, from exposure_first_sets."""
+    rows = con.execute(
+        """
+        with pairs as (
+            select
+                f.strategy, f.user_id,
+                unnest(f.first_set_sizes) as first_set_size, unnest(u.video_ids) as video_id
+            from exposure_first_sets as f
+            inner join exposure_user_candidates as u on f.user_id = u.user_id
+        )
+        select pairs.strategy, s.n_sampled, pairs.user_id, pairs.video_id
+        from pairs
+        inner join exposure_sample_sets as s
+            on pairs.strategy = s.strategy and s.n_sampled >= pairs.first_set_size
+        """
+    ).fetchall()
+    sets: dict = {}
+    for strategy, n, user, video in rows:
+        sets.setdefault((strategy, n), set()).add((user, video))
+    return sets
+
+
+def test_samples_are_efraimidis_spirakis_on_md5_draws():
+    """Each set is the first n pairs by the keys computed here in Python (u from md5,
+    ln(u) / w), largest first: exposure_sample_keys, _thresholds and _first_sets."""
+    from kuairec_db import exposure
+
     con = duckdb.connect()
+    stages.create_macros(con)
     con.execute("set variable exposure_seed = 3")
     con.execute("set variable exposure_positivity_weight = 5.0")
     con.execute("set variable exposure_popularity_exponent = 1.0")
-    con.execute(
-        "create table exposure_sample_sets as select * from (values "
-        "('uniform', 0.5), ('positivity', 0.5), ('popularity', 0.5), ('fully_observed', 1.0)) "
-        "as t(strategy, density)"
-    )
     pairs = [(u, v, (u * v) % 3 == 0, (v * 7) % 11) for u in range(1, 6) for v in range(1, 9)]
-    con.execute(
-        "create table exposure_pairs (user_id integer, video_id integer, is_relevant boolean, "
-        "n_video_users integer)"
-    )
-    con.executemany("insert into exposure_pairs values (?, ?, ?, ?)", pairs)
-    body = stages.select_body((EXPOSURE_DIR / "exposure_sample_order.sql").read_text())
-    rows = con.execute(
-        f"select strategy, user_id, video_id, sample_position from ({body})"
-    ).fetchall()
-    assert {r[0] for r in rows} == {"uniform", "positivity", "popularity"}
-    for strategy in ("uniform", "positivity", "popularity"):
+    strategies = ("uniform", "positivity", "popularity")
+    _literal_sets(con, strategies, [0.05, 0.3, 0.5, 0.975], pairs)
+    for name in exposure.SAMPLING_FILES[:3]:
+        exposure.run_sql(con, name)
+    sets = _sets_from_cuts(con)
+    for strategy in strategies:
         keys = []
         for user, video, relevant, n_users in pairs:
             digest = hashlib.md5(f"3:{user}:{video}".encode()).hexdigest()
@@ -99,8 +140,50 @@ def test_sample_order_is_efraimidis_spirakis_on_md5_draws():
             )
             keys.append((-math.log(draw) / weight, user, video))
         expected = [(u, v) for _, u, v in sorted(keys)]
-        got = [(u, v) for s, u, v, _ in sorted(rows, key=lambda r: r[3]) if s == strategy]
-        assert got == expected, strategy
+        for n in (2, 12, 20, 39):  # round(d * 40)
+            assert sets[strategy, n] == set(expected[:n]), (strategy, n)
+
+
+def test_a_cut_inside_tied_keys_follows_user_then_video_order():
+    """Keys planted with many ties, so that most sets end inside a run of equal keys: the set
+    is still the first n pairs in (key desc, user_id, video_id) order, and every set has its
+    size exactly."""
+    from kuairec_db import exposure
+
+    rng = np.random.default_rng(11)
+    con = duckdb.connect()
+    stages.create_macros(con)
+    pairs = [(u, v, bool(rng.random() < 0.3), 1) for u in (4, 1, 3, 2) for v in range(1, 26)]
+    _literal_sets(con, ["uniform", "popularity"], [0.13, 0.37, 0.5, 0.81, 1.0], pairs)
+    keys = {
+        (s, u, v): float(rng.integers(0, 4 if s == "uniform" else 2))
+        for s in ("uniform", "popularity")
+        for u, v, _, _ in pairs
+    }
+    con.execute(
+        "create table exposure_sample_keys (strategy varchar, user_id integer, "
+        "sample_keys double[])"
+    )
+    con.executemany(
+        "insert into exposure_sample_keys values (?, ?, ?)",
+        [
+            (s, u, [keys[s, u, v] for v in range(1, 26)])
+            for s in ("uniform", "popularity")
+            for u in (1, 2, 3, 4)
+        ],
+    )
+    for name in exposure.SAMPLING_FILES[1:4]:
+        exposure.run_sql(con, name)
+    exposure.check_set_sizes(con)
+    sets = _sets_from_cuts(con)
+    shared = con.execute(
+        "select count(*) from exposure_sample_thresholds where n_above <> n_sampled - 1"
+    ).fetchone()[0]
+    assert shared >= 6  # the cuts fell inside ties, so the tie rule was used
+    for strategy in ("uniform", "popularity"):
+        order = sorted(((u, v) for u, v, _, _ in pairs), key=lambda p: (-keys[strategy, *p], p))
+        for n in (13, 37, 50, 81, 100):
+            assert sets[strategy, n] == set(order[:n]), (strategy, n)
 
 
 def test_positivity_exposes_more_relevant_and_popularity_more_popular_videos(con):
@@ -222,13 +305,16 @@ def test_tau_sql_is_null_when_one_side_ties_everything():
 
 
 def _rank_sparse_sets(con) -> None:
-    """The study's sets, first ranks and top lists over literal exposure_* tables."""
+    """The study's sets, lists, cuts and top lists over literal exposure_pairs,
+    exposure_full_ranks and exposure_sample_keys."""
     from kuairec_db import exposure
 
     exposure.run_sql(con, "exposure_sample_sets")
-    exposure.make_shallow_ranks(con)
-    for name in ("exposure_list_keys", "exposure_user_metrics"):
+    exposure.run_sql(con, "exposure_user_candidates")
+    exposure.prepare_lists(con)
+    for name in exposure.SAMPLING_FILES[1:]:
         exposure.run_sql(con, name)
+    exposure.check_set_sizes(con)
 
 
 def test_sparse_ranking_is_the_full_ranking_restricted_to_the_sample():
@@ -240,17 +326,17 @@ def test_sparse_ranking_is_the_full_ranking_restricted_to_the_sample():
     con.execute("set variable exposure_densities = [0.5]")
     con.execute(
         "create table exposure_pairs as select 1 as user_id, v as video_id, "
-        "v in (2, 5) as is_relevant from range(1, 7) as t(v)"
+        "v in (2, 5) as is_relevant, 0 as n_video_users, 0.0 as popularity_percentile "
+        "from range(1, 7) as t(v)"
     )
     # the model ranks video v at rank v; the sample holds videos 3, 5, 6 (positions 1..3)
     con.execute(
         "create table exposure_full_ranks as select 'm' as model, user_id, video_id, "
         "video_id::integer as full_rank from exposure_pairs"
     )
-    con.execute(
-        "create table exposure_sample_order as select 'uniform' as strategy, user_id, video_id, "
-        "is_relevant, list_position([3, 5, 6, 1, 2, 4], video_id) as sample_position "
-        "from exposure_pairs"
+    con.execute(  # sample order 3, 5, 6, 1, 2, 4: videos 1 .. 6 get keys -4, -5, -1, -6, -2, -3
+        "create table exposure_sample_keys as select 'uniform' as strategy, 1 as user_id, "
+        "[-4.0, -5.0, -1.0, -6.0, -2.0, -3.0] as sample_keys"
     )
     con.execute("set variable exposure_rank_depth = 1")  # the second pass finds the rest
     _rank_sparse_sets(con)
@@ -312,10 +398,17 @@ def test_two_pass_sparse_metrics_equal_a_direct_computation_at_any_depth(depth):
     relevant = {(u, v): bool(rng.random() < 0.3) for u in users for v in videos}
     ranks = {(m, u): [int(v) for v in rng.permutation(list(videos))] for m in models for u in users}
     strategies = ("uniform", "popularity")
+    # sample keys with ties (a fifth of the distinct values), so that cuts fall inside them;
+    # the sample order is key desc, then (user, video)
+    keys = {
+        (s, u, v): float(rng.integers(0, 18)) for s in strategies for u in users for v in videos
+    }
     positions = {}
     for strategy in strategies:
-        order = rng.permutation([(u, v) for u in users for v in videos])
-        positions[strategy] = {(int(u), int(v)): i + 1 for i, (u, v) in enumerate(order)}
+        order = sorted(
+            ((u, v) for u in users for v in videos), key=lambda p: (-keys[strategy, *p], p)
+        )
+        positions[strategy] = {(u, v): i + 1 for i, (u, v) in enumerate(order)}
     con = duckdb.connect()
     stages.create_macros(con)
     con.execute("set variable exposure_k = [3]")
@@ -323,10 +416,12 @@ def test_two_pass_sparse_metrics_equal_a_direct_computation_at_any_depth(depth):
     con.execute("set variable exposure_densities = [0.2, 0.6]")
     con.execute(f"set variable exposure_rank_depth = {depth}")
     con.execute(
-        "create table exposure_pairs (user_id integer, video_id integer, is_relevant boolean)"
+        "create table exposure_pairs (user_id integer, video_id integer, is_relevant boolean, "
+        "n_video_users integer, popularity_percentile double)"
     )
     con.executemany(
-        "insert into exposure_pairs values (?, ?, ?)", [(u, v, r) for (u, v), r in relevant.items()]
+        "insert into exposure_pairs values (?, ?, ?, 0, 0.0)",
+        [(u, v, r) for (u, v), r in relevant.items()],
     )
     con.execute(
         "create table exposure_full_ranks (model varchar, user_id integer, video_id integer, "
@@ -337,16 +432,12 @@ def test_two_pass_sparse_metrics_equal_a_direct_computation_at_any_depth(depth):
         [(m, u, v, i + 1) for (m, u), order in ranks.items() for i, v in enumerate(order)],
     )
     con.execute(
-        "create table exposure_sample_order (strategy varchar, user_id integer, video_id integer, "
-        "is_relevant boolean, sample_position bigint)"
+        "create table exposure_sample_keys "
+        "(strategy varchar, user_id integer, sample_keys double[])"
     )
     con.executemany(
-        "insert into exposure_sample_order values (?, ?, ?, ?, ?)",
-        [
-            (s, u, v, relevant[u, v], pos)
-            for s in strategies
-            for (u, v), pos in positions[s].items()
-        ],
+        "insert into exposure_sample_keys values (?, ?, ?)",
+        [(s, u, [keys[s, u, v] for v in videos]) for s in strategies for u in users],
     )
     _rank_sparse_sets(con)
     n_sampled = dict(
@@ -643,7 +734,8 @@ def test_sampling_runs_on_with_the_fallback_limit_when_the_default_runs_out():
         con.execute(f"set variable {name} = ?", [value])
     con.execute(
         "create temp table exposure_pairs as select u as user_id, v as video_id, "
-        "(u * v) % 7 = 0 as is_relevant, v % 50 as n_video_users "
+        "(u * v) % 7 = 0 as is_relevant, v % 50 as n_video_users, "
+        "(v % 50) / 50 as popularity_percentile "
         "from range(300) as a (u), range(400) as b (v)"
     )
     con.execute(
@@ -652,7 +744,8 @@ def test_sampling_runs_on_with_the_fallback_limit_when_the_default_runs_out():
         "as full_rank from exposure_pairs, (values ('a'), ('b'), ('c')) as t (m)"
     )
     exposure.run_sql(con, "exposure_sample_sets")
-    exposure.make_shallow_ranks(con)
+    exposure.run_sql(con, "exposure_user_candidates")
+    exposure.prepare_lists(con)
     con.execute("set memory_limit = '4MB'")
     with pytest.raises(duckdb.OutOfMemoryException):
         exposure._sample_and_rank(con, exposure.StudyParams(memory_limit="4MB"), False)

@@ -8,100 +8,66 @@
 --   n_users                    = users with at least one sampled pair
 --   n_users_with_relevant      = users with at least one relevant sampled pair (the users the
 --                                metrics are averaged over)
--- Means by exact_avg (sql/macros/): the same bits in any row order (the same seed gives an
--- identical table).
+-- Counted from exposure_first_set_counts (a set of size n holds a user's pairs of every first
+-- set size <= n); the mean adds exact_partial_sum decimals (sql/macros/), so it is the same
+-- bits in any row order (the same seed gives an identical table).
 with
 
 sample_sets as (
     select * from exposure_sample_sets
 ),
 
-sample_order as (
-    select * from exposure_sample_order
+first_set_counts as (
+    select * from exposure_first_set_counts
 ),
 
 pairs as (
     select * from exposure_pairs
 ),
 
--- one row per sample set and sampled pair ('fully_observed': every pair)
-sampled as (
+-- one row per sample set and user with a sampled pair ('fully_observed': every pair)
+set_users as (
     select
         sample_sets.strategy,
         sample_sets.density,
         sample_sets.n_pairs,
-        sample_order.user_id,
-        sample_order.is_relevant,
-        pairs.popularity_percentile
+        first_set_counts.user_id,
+        sum(first_set_counts.n_pairs) as n_sampled,
+        sum(first_set_counts.n_relevant) as n_relevant,
+        sum(first_set_counts.popularity_sum) as popularity_sum
     from sample_sets
-    inner join sample_order
+    inner join first_set_counts
         on
-            sample_sets.strategy = sample_order.strategy
-            and sample_sets.n_sampled >= sample_order.sample_position
-    inner join pairs
-        on
-            sample_order.user_id = pairs.user_id
-            and sample_order.video_id = pairs.video_id
+            sample_sets.strategy = first_set_counts.strategy
+            and sample_sets.n_sampled >= first_set_counts.first_set_size
+    group by
+        sample_sets.strategy, sample_sets.density, sample_sets.n_pairs, first_set_counts.user_id
     union all
     select
         'fully_observed' as strategy,
         1.0::double as density,
-        count(*) over () as n_pairs,
+        sum(count(*)) over () as n_pairs,
         user_id,
-        is_relevant,
-        popularity_percentile
-    from pairs
-),
-
-per_user as (
-    select
-        strategy,
-        density,
-        user_id,
-        bool_or(is_relevant) as has_relevant
-    from sampled
-    group by all
-),
-
-user_counts as (
-    select
-        strategy,
-        density,
-        count(*) as n_users,
-        count(*) filter (where has_relevant) as n_users_with_relevant
-    from per_user
-    group by all
-),
-
-pair_counts as (
-    select
-        strategy,
-        density,
-        any_value(n_pairs) as n_pairs,
         count(*) as n_sampled,
-        count(*) / any_value(n_pairs) as density_achieved,
-        avg(is_relevant::integer) as relevant_share,
-        exact_avg(popularity_percentile) as mean_popularity_percentile
-    from sampled
-    group by all
+        count(*) filter (where is_relevant) as n_relevant,
+        exact_partial_sum(popularity_percentile) as popularity_sum
+    from pairs
+    group by user_id
 ),
 
 final as (
     select
-        pair_counts.strategy,
-        pair_counts.density,
-        pair_counts.n_pairs,
-        pair_counts.n_sampled,
-        pair_counts.density_achieved,
-        pair_counts.relevant_share,
-        pair_counts.mean_popularity_percentile,
-        user_counts.n_users,
-        user_counts.n_users_with_relevant
-    from pair_counts
-    inner join user_counts
-        on
-            pair_counts.strategy = user_counts.strategy
-            and pair_counts.density = user_counts.density
+        strategy,
+        density,
+        any_value(n_pairs)::bigint as n_pairs,
+        sum(n_sampled)::bigint as n_sampled,
+        sum(n_sampled) / any_value(n_pairs) as density_achieved,
+        sum(n_relevant) / sum(n_sampled) as relevant_share,
+        sum(popularity_sum)::double / sum(n_sampled) as mean_popularity_percentile,
+        count(*) as n_users,
+        count(*) filter (where n_relevant > 0) as n_users_with_relevant
+    from set_users
+    group by strategy, density
 )
 
 select * from final

@@ -1,129 +1,150 @@
 -- exposure_list_keys: one row per sample set (strategy, density), model and user with at least
 -- one relevant sampled video: the first pass of exposure_user_metrics. A model's ranking of a
--- user's sampled candidates is its full ranking (exposure_full_ranks) restricted to the sampled
--- ones; this pass reads only the model's ranks 1 .. exposure_rank_depth
--- (exposure_shallow_ranks, a table of its own, so that the join knows which side is small).
+-- user's sampled candidates is its full ranking restricted to the sampled ones; this pass
+-- reads only the model's ranks 1 .. exposure_rank_depth (exposure_model_lists) and gathers, by
+-- candidate number, each one's smallest set (exposure_first_sets): no join of pairs.
 --   n_relevant      = R, the user's relevant sampled videos; n_sampled = the user's sampled videos
+--                     (exposure_first_set_counts: the counts of first set sizes <= the set's size)
 --   labels_in_order = is_relevant of the first max(k) sampled videos found in that prefix, in
 --                     rank order
 --   is_complete     = the prefix holds the list's first max(k) sampled videos: it found max(k)
 --                     of them, or every one the user has (least(max(k), n_sampled))
 -- exposure_user_metrics takes the incomplete lists again from every rank, so the result does
 -- not depend on the depth; the depth only decides how much work the second pass has.
--- The tables are read "not materialized": DuckDB would otherwise copy a CTE that is read twice
--- into memory (11M rows of sample_order), which at full scale did not fit in 1 GB.
+-- 'fully_observed' holds every candidate: its lists are the model's first ranks.
 with
 
-pairs as not materialized (
-    select * from exposure_pairs
-),
-
-sample_sets as not materialized (
-    select * from exposure_sample_sets
-),
-
-sample_order as not materialized (
-    select * from exposure_sample_order
-),
-
-shallow_ranks as not materialized (
-    select * from exposure_shallow_ranks
-),
-
--- one row per sample set and sampled pair ('fully_observed': every pair)
-set_pairs as (
+users as (
     select
-        sample_sets.strategy,
-        sample_sets.density,
-        sample_order.user_id,
-        sample_order.video_id,
-        sample_order.is_relevant
-    from sample_sets
-    inner join sample_order
-        on
-            sample_sets.strategy = sample_order.strategy
-            and sample_sets.n_sampled >= sample_order.sample_position
-    union all
-    select
-        'fully_observed' as strategy,
-        1.0::double as density,
         user_id,
-        video_id,
-        is_relevant
-    from pairs
+        n_candidates,
+        list_count(list_filter(labels, lambda is_relevant: is_relevant))::bigint as n_relevant
+    from exposure_user_candidates
 ),
 
--- counted from the sets directly, not from set_pairs, so that set_pairs is read once and
--- streams
+sparse_sets as (
+    select * from exposure_sample_sets
+    where strategy <> 'fully_observed'
+),
+
+first_sets as (
+    select * from exposure_first_sets
+),
+
+first_set_counts as (
+    select * from exposure_first_set_counts
+),
+
+model_lists as (
+    select * from exposure_model_lists
+),
+
 user_relevance as (
     select
-        sample_sets.strategy,
-        sample_sets.density,
-        sample_order.user_id,
-        count(*) as n_sampled,
-        count(*) filter (where sample_order.is_relevant) as n_relevant
-    from sample_sets
-    inner join sample_order
+        sparse_sets.strategy,
+        sparse_sets.density,
+        sparse_sets.n_sampled as set_size,
+        first_set_counts.user_id,
+        sum(first_set_counts.n_pairs)::bigint as n_sampled,
+        sum(first_set_counts.n_relevant)::bigint as n_relevant
+    from sparse_sets
+    inner join first_set_counts
         on
-            sample_sets.strategy = sample_order.strategy
-            and sample_sets.n_sampled >= sample_order.sample_position
-    group by all
-    having count(*) filter (where sample_order.is_relevant) > 0
-    union all
+            sparse_sets.strategy = first_set_counts.strategy
+            and sparse_sets.n_sampled >= first_set_counts.first_set_size
+    group by
+        sparse_sets.strategy, sparse_sets.density, sparse_sets.n_sampled, first_set_counts.user_id
+    having sum(first_set_counts.n_relevant) > 0
+),
+
+-- per strategy, model and user: the smallest set of each of the model's first candidates
+model_first_sets as (
+    select
+        first_sets.strategy,
+        model_lists.model,
+        model_lists.user_id,
+        model_lists.candidates,
+        model_lists.labels,
+        first_sets.first_set_sizes
+    from model_lists
+    inner join first_sets on model_lists.user_id = first_sets.user_id
+),
+
+gathered as (
+    select
+        strategy,
+        model,
+        user_id,
+        labels,
+        list_transform(candidates, lambda candidate: first_set_sizes[candidate]) as first_set_sizes
+    from model_first_sets
+),
+
+set_lists as (
+    select
+        user_relevance.strategy,
+        user_relevance.density,
+        gathered.model,
+        user_relevance.user_id,
+        user_relevance.n_relevant,
+        user_relevance.n_sampled,
+        user_relevance.set_size,
+        gathered.labels,
+        gathered.first_set_sizes
+    from user_relevance
+    inner join gathered
+        on
+            user_relevance.strategy = gathered.strategy
+            and user_relevance.user_id = gathered.user_id
+),
+
+sparse_lists as (
+    select
+        strategy,
+        density,
+        model,
+        user_id,
+        n_relevant,
+        n_sampled,
+        list_transform(
+            list_filter(range(1, len(labels) + 1), lambda i: first_set_sizes[i] <= set_size),
+            lambda i: labels[i]
+        ) as found
+    from set_lists
+),
+
+full_lists as (
     select
         'fully_observed' as strategy,
         1.0::double as density,
-        user_id,
-        count(*) as n_sampled,
-        count(*) filter (where is_relevant) as n_relevant
-    from pairs
-    group by all
-    having count(*) filter (where is_relevant) > 0
+        model_lists.model,
+        model_lists.user_id,
+        users.n_relevant,
+        users.n_candidates as n_sampled,
+        model_lists.labels as found
+    from model_lists
+    inner join users on model_lists.user_id = users.user_id
+    where users.n_relevant > 0
 ),
 
-models as (
-    select distinct model from shallow_ranks
-),
-
-shallow_lists as (
-    select
-        set_pairs.strategy,
-        set_pairs.density,
-        shallow_ranks.model,
-        set_pairs.user_id,
-        min_by(
-            set_pairs.is_relevant,
-            shallow_ranks.full_rank,
-            list_max(getvariable('exposure_k'))
-        ) as labels_in_order,
-        count(*) as n_found
-    from set_pairs
-    inner join shallow_ranks
-        on
-            set_pairs.user_id = shallow_ranks.user_id
-            and set_pairs.video_id = shallow_ranks.video_id
-    group by all
+lists as (
+    select * from sparse_lists
+    union all
+    select * from full_lists
 ),
 
 final as (
     select
-        user_relevance.strategy,
-        user_relevance.density,
-        models.model,
-        user_relevance.user_id,
-        user_relevance.n_relevant,
-        user_relevance.n_sampled,
-        shallow_lists.labels_in_order,
-        coalesce(shallow_lists.n_found, 0)
-        >= least(list_max(getvariable('exposure_k')), user_relevance.n_sampled) as is_complete
-    from user_relevance
-    cross join models
-    left join shallow_lists
-        on
-            user_relevance.strategy = shallow_lists.strategy
-            and user_relevance.density = shallow_lists.density
-            and models.model = shallow_lists.model
-            and user_relevance.user_id = shallow_lists.user_id
+        strategy,
+        density,
+        model,
+        user_id,
+        n_relevant,
+        n_sampled,
+        found[1:list_max(getvariable('exposure_k'))] as labels_in_order,
+        len(found)
+        >= least(list_max(getvariable('exposure_k')), n_sampled) as is_complete
+    from lists
 )
 
 select * from final

@@ -18,16 +18,16 @@
 -- exposure_rank_depth; the lists it could not complete are taken here from every rank.
 with
 
-pairs as (
-    select * from exposure_pairs
+users as (
+    select * from exposure_user_candidates
 ),
 
 sample_sets as (
     select * from exposure_sample_sets
 ),
 
-sample_order as (
-    select * from exposure_sample_order
+first_sets as (
+    select * from exposure_first_sets
 ),
 
 full_ranks as (
@@ -51,48 +51,28 @@ list_keys as (
 
 incomplete_keys as (
     select
-        strategy,
-        density,
-        model,
-        user_id
+        list_keys.strategy,
+        list_keys.density,
+        list_keys.model,
+        list_keys.user_id,
+        sample_sets.n_sampled as set_size
     from list_keys
-    where not is_complete
+    inner join sample_sets
+        on
+            list_keys.strategy = sample_sets.strategy
+            and list_keys.density = sample_sets.density
+    where not list_keys.is_complete
 ),
 
--- the sampled pairs of the incomplete lists' users ('fully_observed': every pair)
-incomplete_pairs as (
+-- the candidates of the incomplete lists' users, by candidate number
+incomplete_candidates as (
     select
-        sample_sets.strategy,
-        sample_sets.density,
-        sample_order.user_id,
-        sample_order.video_id,
-        sample_order.is_relevant
-    from sample_sets
-    inner join sample_order
-        on
-            sample_sets.strategy = sample_order.strategy
-            and sample_sets.n_sampled >= sample_order.sample_position
-    where
-        exists (
-            select 1 from incomplete_keys
-            where
-                incomplete_keys.strategy = sample_sets.strategy
-                and incomplete_keys.user_id = sample_order.user_id
-        )
-    union all
-    select
-        'fully_observed' as strategy,
-        1.0::double as density,
         user_id,
-        video_id,
-        is_relevant
-    from pairs
-    where exists (
-        select 1 from incomplete_keys
-        where
-            incomplete_keys.strategy = 'fully_observed'
-            and incomplete_keys.user_id = pairs.user_id
-    )
+        unnest(video_ids) as video_id,
+        unnest(labels) as is_relevant,
+        unnest(range(1, n_candidates + 1)) as candidate
+    from users
+    where user_id in (select incomplete_keys.user_id from incomplete_keys)
 ),
 
 -- second pass, over every rank, for the lists the first pass left incomplete
@@ -103,21 +83,26 @@ deep_lists as (
         incomplete_keys.model,
         incomplete_keys.user_id,
         min_by(
-            incomplete_pairs.is_relevant,
+            incomplete_candidates.is_relevant,
             full_ranks.full_rank,
             list_max(getvariable('exposure_k'))
         ) as labels_in_order
     from incomplete_keys
-    inner join incomplete_pairs
-        on
-            incomplete_keys.strategy = incomplete_pairs.strategy
-            and incomplete_keys.density = incomplete_pairs.density
-            and incomplete_keys.user_id = incomplete_pairs.user_id
     inner join full_ranks
         on
             incomplete_keys.model = full_ranks.model
-            and incomplete_pairs.user_id = full_ranks.user_id
-            and incomplete_pairs.video_id = full_ranks.video_id
+            and incomplete_keys.user_id = full_ranks.user_id
+    inner join incomplete_candidates
+        on
+            full_ranks.user_id = incomplete_candidates.user_id
+            and full_ranks.video_id = incomplete_candidates.video_id
+    left join first_sets
+        on
+            incomplete_keys.strategy = first_sets.strategy
+            and incomplete_keys.user_id = first_sets.user_id
+    where
+        incomplete_keys.strategy = 'fully_observed'
+        or first_sets.first_set_sizes[incomplete_candidates.candidate] <= incomplete_keys.set_size
     group by all
 ),
 
