@@ -21,6 +21,8 @@ PUBLIC_RELATIONS = (
     "recommendations_explained",
     "model_user_factors",
     "model_item_factors",
+    "model_video_scores",
+    "model_video_neighbours",
     "model_feature_importances",
     "eval_ground_truth",
     "eval_rankings",

@@ -14,8 +14,11 @@ or the build's tables:
 
 - a SQL model: its SELECT (``models/NAME.sql``) is run again and joined to all candidates;
 - a Python model with factors (``model_user_factors``, ``model_item_factors``): the dot product;
-- another Python model: refitted with a context whose evaluation list is every candidate and
-  whose other outputs are dropped (same settings and seed as the build, from ``build_info``);
+- another Python model with ``rescore`` (itemknn, video_quality): that, from what its build
+  stored per video (``model_video_neighbours``, ``model_video_scores``), with a context whose
+  evaluation list is every candidate and whose other outputs are dropped;
+- another Python model: refitted with such a context (same settings and seed as the build, from
+  ``build_info``);
   a model that then scores only part of the candidates (one that re-ranks other models' lists)
   is left out, and so is a model whose file is gone; a model that says it only re-ranks
   (``SCORES_EVERY_CANDIDATE = False``) is left out without being refitted.
@@ -335,6 +338,9 @@ class _CaptureSink:
     def write_factors(self, con, user_factors, item_factors) -> None:
         return None
 
+    def write_video_rows(self, con, table, rows) -> None:
+        return None
+
 
 def _score_sql_model(con, model: runner.Model) -> str:
     body = stages.select_body(model.path.read_text(encoding="utf-8"))
@@ -414,7 +420,22 @@ def built_settings(model: runner.Model, info: dict[str, str]) -> dict:
     }
 
 
-def _score_refit(con, model: runner.Model, info: dict[str, str], threads: int) -> str:
+def _score_python_model(con, model: runner.Model, info: dict[str, str], threads: int) -> str:
+    """Its ``rescore`` (from what the build stored) when it has one and the database holds
+    what it reads; otherwise a refit."""
+    if hasattr(runner.load_module(model), "rescore"):
+        try:
+            return _score_refit(con, model, info, threads, rescore=True)
+        except modelapi.NotStored as exc:
+            log.info("  %s: %s; refitting", model.name, exc)
+    return _score_refit(con, model, info, threads)
+
+
+def _score_refit(
+    con, model: runner.Model, info: dict[str, str], threads: int, rescore: bool = False
+) -> str:
+    """The model's ``run`` (RESCORE: its ``rescore``) with a context that captures its scores
+    of every candidate into exposure_scores."""
     settings = built_settings(model, info)
     depth = con.execute(
         "select max(n) from (select count(*) as n from int_ground_truth group by user_id)"
@@ -433,7 +454,8 @@ def _score_refit(con, model: runner.Model, info: dict[str, str], threads: int) -
         wants_recommendations=False,
         sink=_CaptureSink(),
     )
-    runner.load_module(model).run(ctx)
+    module = runner.load_module(model)
+    (module.rescore if rescore else module.run)(ctx)
     con.execute(
         """
         insert into exposure_scores
@@ -444,6 +466,8 @@ def _score_refit(con, model: runner.Model, info: dict[str, str], threads: int) -
     )
     con.execute("drop table temp.exposure_captured")
     con.execute(f"drop table if exists temp.{modelapi.SCORES_TABLE}")
+    if rescore:
+        return "re-scored from what the build stored (rescore), every candidate scored"
     return "refitted, every candidate scored"
 
 
@@ -506,7 +530,7 @@ def score_all_candidates(
                 row["scored_by"] = _score_factors(con, name)
             elif model is not None:
                 with runner.model_memory(con, model, memory_limit):
-                    row["scored_by"] = _score_refit(con, model, info, threads)
+                    row["scored_by"] = _score_python_model(con, model, info, threads)
             else:
                 row["note"] = f"left out: models/{name}.sql or .py is not in this checkout"
                 continue

@@ -22,7 +22,10 @@ tables ``recommendations`` and ``eval_rankings`` in a build. Optional: ``SEARCH_
 tune), ``USES_OTHER_MODELS = True`` (it reads other models' outputs and runs after them),
 ``SQL_FILES`` (SQL it runs, so editing one reruns it), ``RUNS_BY_DEFAULT = False``,
 ``SCORES_EVERY_CANDIDATE = False`` (it only re-ranks other models' lists: exposure-study
-leaves it out without refitting it).
+leaves it out without refitting it), and ``rescore(ctx)``: the same scores as ``run`` from what
+``run`` stored per video (``ctx.write_video_scores``, ``ctx.write_video_neighbours``; read back
+with ``ctx.video_scores()``, ``ctx.video_neighbours()``), which exposure-study calls instead of
+refitting (it refits when the database holds none of it: :class:`NotStored`).
 
 **Directives.** A model that needs more DuckDB memory than the build's default
 (:data:`PIPELINE_MEMORY_LIMIT`) says so: a SQL model in a line ``-- memory_limit: 3GB``, a Python
@@ -102,6 +105,35 @@ class ScoreSink(Protocol):
         self, con: duckdb.DuckDBPyConnection, user_factors: np.ndarray, item_factors: np.ndarray
     ) -> None: ...
 
+    def write_video_rows(self, con: duckdb.DuckDBPyConnection, table: str, rows) -> None:
+        """ROWS (a DataFrame by item index) into VIDEO_TABLES[TABLE]'s table."""
+        ...
+
+
+# What a model may store per video so that exposure-study can score it again without refitting
+# (its ``rescore``): the table, and the SELECT that turns the rows of item indices (registered as
+# video_rows) into the table's rows.
+VIDEO_TABLES = {
+    "model_video_scores": """
+        select getvariable('model_name'), m.video_id, r.score
+        from video_rows as r
+        inner join int_item_index as m on r.item_index = m.item_index
+        order by m.video_id
+    """,
+    "model_video_neighbours": """
+        select getvariable('model_name'), m.video_id, n.video_id, r.similarity
+        from video_rows as r
+        inner join int_item_index as m on r.item_index = m.item_index
+        inner join int_item_index as n on r.neighbour_index = n.item_index
+        order by m.video_id, n.video_id
+    """,
+}
+
+
+class NotStored(LookupError):
+    """The database holds none of what a model's ``rescore`` reads (a build before the model
+    stored it): exposure-study refits the model instead."""
+
 
 class ContractSink:
     """The build's sink: each user's top-N into the contract tables (``recommendations``,
@@ -140,6 +172,13 @@ class ContractSink:
                 )
             finally:
                 con.unregister("model_factor_rows")
+
+    def write_video_rows(self, con: duckdb.DuckDBPyConnection, table: str, rows) -> None:
+        con.register("video_rows", rows)
+        try:
+            con.execute(f"insert into {table} {VIDEO_TABLES[table]}")
+        finally:
+            con.unregister("video_rows")
 
 
 @dataclass
@@ -238,6 +277,62 @@ class ModelContext:
     def write_factors(self, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
         """Row i of user_factors belongs to user_index i; likewise for items."""
         self.sink.write_factors(self.con, user_factors, item_factors)
+
+    def write_video_scores(self, score: np.ndarray) -> None:
+        """score[i]: the score of item index i for every user (a model whose score does not
+        depend on the user), as double -> model_video_scores."""
+        rows = pd.DataFrame(
+            {
+                "item_index": np.arange(len(score), dtype=np.int32),
+                "score": np.asarray(score, dtype=np.float64),
+            }
+        )
+        self.sink.write_video_rows(self.con, "model_video_scores", rows)
+
+    def write_video_neighbours(self, similarity: sp.spmatrix) -> None:
+        """Every stored entry (i, j) of an items x items matrix, as double ->
+        model_video_neighbours (video i, neighbour j)."""
+        entries = sp.coo_matrix(similarity)
+        rows = pd.DataFrame(
+            {
+                "item_index": entries.row.astype(np.int32),
+                "neighbour_index": entries.col.astype(np.int32),
+                "similarity": entries.data.astype(np.float64),
+            }
+        )
+        self.sink.write_video_rows(self.con, "model_video_neighbours", rows)
+
+    def video_scores(self) -> np.ndarray:
+        """What write_video_scores stored for this model, by item index (NaN where none);
+        NotStored when it stored nothing."""
+        _, n_items = self.shape()
+        index, score = self._stored(
+            "select i.item_index, s.score from model_video_scores as s "
+            "inner join int_item_index as i on s.video_id = i.video_id where s.model = ?",
+        )
+        out = np.full(n_items, np.nan)
+        out[index] = score
+        return out
+
+    def video_neighbours(self) -> sp.csr_matrix:
+        """What write_video_neighbours stored for this model, as an items x items CSR of
+        doubles; NotStored when it stored nothing."""
+        _, n_items = self.shape()
+        row, col, value = self._stored(
+            "select i.item_index, n.item_index, s.similarity from model_video_neighbours as s "
+            "inner join int_item_index as i on s.video_id = i.video_id "
+            "inner join int_item_index as n on s.neighbour_id = n.video_id where s.model = ?",
+        )
+        return sp.csr_matrix(
+            (np.asarray(value, dtype=np.float64), (np.asarray(row), np.asarray(col))),
+            shape=(n_items, n_items),
+        )
+
+    def _stored(self, sql: str) -> list[np.ndarray]:
+        columns = list(self.con.execute(sql, [self.name]).fetchnumpy().values())
+        if not len(columns[0]):
+            raise NotStored(f"{self.name}: nothing stored (the build predates its rescore)")
+        return [np.asarray(c) for c in columns]
 
 
 ScoreUsers = Callable[[np.ndarray], np.ndarray]

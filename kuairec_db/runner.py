@@ -35,6 +35,8 @@ OTHER_MODELS_OUTPUTS = (
     "eval_rankings",
     "model_user_factors",
     "model_item_factors",
+    "model_video_scores",
+    "model_video_neighbours",
 )
 
 

@@ -49,6 +49,9 @@ CONTRACT_TABLES = {
     "model_user_factors": "model varchar, user_id integer, factors float[]",
     "model_item_factors": "model varchar, video_id integer, factors float[]",
     "model_feature_importances": "model varchar, feature varchar, gain double, n_splits bigint",
+    "model_video_scores": "model varchar, video_id integer, score double",
+    "model_video_neighbours": "model varchar, video_id integer, neighbour_id integer, "
+    "similarity double",
 }
 
 

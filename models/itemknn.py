@@ -12,7 +12,8 @@ is no neighbour of any of the user's videos scores 0. This is exactly what impli
 ``recommend`` ranks (tests/test_python_models.py checks it), computed here as one sparse
 product per batch of users, which also ranks the evaluation candidates in one pass.
 Output: the top-N unseen videos of every big-matrix user and the top-N candidates of every
-small-matrix user; no factors.
+small-matrix user, and S itself (model_video_neighbours: video, neighbour, similarity), from
+which ``rescore`` (exposure-study) scores again without refitting; no factors.
 
 Cost at full KuaiRec shape (synthetic demo at scale 1.0, 10.3M training pairs, 2 cores):
 cosine with K = 200 fits in 20 to 46 s (implicit's all_pairs_knn on every thread; the range is
@@ -82,7 +83,17 @@ def run(ctx: ModelContext) -> None:
     ctx.timings["fit_seconds"] = time.perf_counter() - started
     similarity = model.similarity.tocsr()
     log.debug("itemknn: similarity with %d stored entries", similarity.nnz)
+    _write(ctx, matrix, similarity)
+    ctx.write_video_neighbours(similarity)
 
+
+def rescore(ctx: ModelContext) -> None:
+    """The scores of ``run`` from the stored S (the same doubles: X S sums each score over the
+    user's training videos in the same order, whatever the order of S's entries)."""
+    _write(ctx, ctx.training_matrix(), ctx.video_neighbours())
+
+
+def _write(ctx: ModelContext, matrix, similarity) -> None:
     def score_users(users: np.ndarray) -> np.ndarray:
         return (matrix[users] @ similarity).toarray()
 

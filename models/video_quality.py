@@ -60,6 +60,9 @@ s = the weighted residual standard deviation. The ratio outcome is heavy-tailed 
 re-playing a video twenty times), so it needs the larger prior: its default 300 is what keeps a
 video three users loved off the top of the list (tests/test_video_quality.py).
 
+Output: every user's top-N by that score, and the score of every video (model_video_scores),
+from which ``rescore`` (exposure-study) ranks again without refitting.
+
 Defaults chosen on the tune users of the calibrated demo at scale 1.0 (README, video_quality).
 """
 
@@ -288,8 +291,16 @@ def run(ctx: ModelContext) -> None:
     started = time.perf_counter()
     effects = estimate(ctx)
     ctx.timings["fit_seconds"] = time.perf_counter() - started
-    score = effects.score
+    _write(ctx, effects.score)
+    ctx.write_video_scores(effects.score)
 
+
+def rescore(ctx: ModelContext) -> None:
+    """The scores of ``run`` from the stored per-video scores (model_video_scores)."""
+    _write(ctx, ctx.video_scores())
+
+
+def _write(ctx: ModelContext, score: np.ndarray) -> None:
     def score_users(batch: np.ndarray) -> np.ndarray:
         return np.broadcast_to(score, (len(batch), len(score)))
 

@@ -486,6 +486,55 @@ def test_models_are_scored_on_every_candidate_and_reproduce_the_build(con):
         assert not in_study and scored_by is None and "SCORES_EVERY_CANDIDATE" in why, model
 
 
+def test_rescore_from_what_the_build_stored_gives_the_refits_scores(con, built_db, tmp_path):
+    """itemknn and video_quality are scored from their stored neighbours and video scores
+    (rescore), and that gives exactly the doubles a refit gives; without the stored rows (a
+    build before them) the study refits."""
+    from kuairec_db import exposure, runner
+
+    scored_by = dict(con.execute("select model, scored_by from eval_exposure_models").fetchall())
+    assert scored_by["itemknn"].startswith("re-scored from what the build stored")
+    assert scored_by["video_quality"].startswith("re-scored from what the build stored")
+    assert scored_by["ease"].startswith("refitted")
+    db = tmp_path / "copy.duckdb"
+    shutil.copyfile(built_db, db)
+    study = duckdb.connect(str(db))
+    info = dict(study.execute("select key, value from build_info").fetchall())
+    stages.create_macros(study)
+    exposure.set_build_variables(study, info)
+    study.execute(
+        "create temp table exposure_pairs as select user_id, video_id from eval_ground_truth "
+        "where split = 'test'"
+    )
+    study.execute(
+        "create temp table exposure_scores "
+        "(model varchar, user_id integer, video_id integer, score double)"
+    )
+    models = runner.discover()
+    for name in ("itemknn", "video_quality"):
+        study.execute("set variable model_name = ?", [name])
+        for how in ("rescore", "refit"):
+            said = exposure._score_refit(study, models[name], info, 2, rescore=how == "rescore")
+            assert said.startswith("re-scored" if how == "rescore" else "refitted")
+            study.execute(
+                f"create temp table scores_{how} as select * from exposure_scores; "
+                "delete from exposure_scores"
+            )
+        differ = study.execute(
+            "select count(*) from (select * from scores_rescore except all "
+            "select * from scores_refit) union all select count(*) from (select * from "
+            "scores_refit except all select * from scores_rescore)"
+        ).fetchall()
+        n = study.execute("select count(score) from scores_rescore").fetchone()[0]
+        assert differ == [(0,), (0,)] and n > 0, name
+        study.execute("drop table scores_rescore; drop table scores_refit")
+    study.execute("delete from model_video_neighbours where model = 'itemknn'")
+    study.execute("set variable model_name = 'itemknn'")
+    said = exposure._score_python_model(study, models["itemknn"], info, 2)
+    assert said.startswith("refitted")
+    study.close()
+
+
 def test_the_study_summarises_its_repeats(con):
     """Means, t-intervals, tau and the top-model changes, recomputed from the repeats."""
     from scipy.stats import t

@@ -24,6 +24,9 @@ class RecordingSink:
     def write_factors(self, con, user_factors, item_factors) -> None:
         self.factor_shapes.append((np.shape(user_factors), np.shape(item_factors)))
 
+    def write_video_rows(self, con, table, rows) -> None:
+        self.video_rows = getattr(self, "video_rows", {}) | {table: len(rows)}
+
 
 def _checkerboard_db():
     train, truth, videos, *_ = checkerboard()
