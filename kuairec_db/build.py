@@ -375,8 +375,9 @@ def _run_models(
 
 
 def _drop_what_this_build_does_not_make(con: duckdb.DuckDBPyConnection, plan: _Plan) -> None:
-    """Phase: the database holds what this build makes: tables of removed stages and results
-    that exposure-study computed on the previous build would be stale. tuning_trials stays:
+    """Phase: the database holds what this build makes: tables of removed stages, macros of
+    removed files, and results that exposure-study computed on the previous build would be
+    stale. tuning_trials stays:
     it documents where the settings file came from."""
     assert plan.fps is not None
     fps = plan.fps.fingerprints
@@ -390,6 +391,15 @@ def _drop_what_this_build_does_not_make(con: duckdb.DuckDBPyConnection, plan: _P
     ).fetchall():
         if name not in keep:
             con.execute(f"drop {'view' if kind == 'VIEW' else 'table'} if exists {name}")
+    # a macro whose file is gone (the views that called it are rebuilt without it)
+    macros = {s.name for s in plan.all_stages if s.kind == "macro"}
+    for name, kind in con.execute(
+        "select distinct function_name, function_type from duckdb_functions() "
+        "where database_name = 'kuairec' and schema_name = 'main' "
+        "and function_type in ('macro', 'table_macro') and not internal"
+    ).fetchall():
+        if name not in macros:
+            con.execute(f"drop macro {'table ' if kind == 'table_macro' else ''}if exists {name}")
 
 
 def _write_metadata(con: duckdb.DuckDBPyConnection, plan: _Plan, info: dict[str, str]) -> None:

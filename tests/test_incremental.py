@@ -55,6 +55,27 @@ def test_changing_k_recomputes_only_the_cutoff_tables(fresh):
     assert ks == [3, 10]
 
 
+def test_a_macro_whose_file_is_gone_is_dropped(fresh):
+    """The next build that does any work drops the macros sql/macros/ no longer has (here one
+    planted in the database, as a deleted file would leave it); the project's stay."""
+    data, db = fresh
+    con = duckdb.connect(str(db))
+    con.execute("create macro retired_formula(x) as x + 1")
+    con.execute("create macro retired_rows(n) as table select * from range(n)")
+    con.close()
+    build(data, db, "--models", "popularity,als", "--k", "3,10")
+    con = duckdb.connect(str(db), read_only=True)
+    names = {
+        r[0]
+        for r in con.execute(
+            "select function_name from duckdb_functions() where database_name = 'kuairec'"
+            " and not internal"
+        ).fetchall()
+    }
+    assert not names & {"retired_formula", "retired_rows"}
+    assert {"exact_sum", "exact_partial_sum", "ideal_dcgs", "user_metric_values"} <= names
+
+
 def test_models_subset_keeps_tables_and_drops_other_models(fresh):
     data, db = fresh
     result = build(data, db, "--models", "popularity")
