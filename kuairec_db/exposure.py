@@ -298,11 +298,13 @@ def check_set_sizes(con) -> None:
 def prepare_lists(con) -> None:
     """The study's list tables, once: every user's candidates (exposure_user_candidates, also
     before the models are scored), each model's first ranks (exposure_model_lists), and the
-    variables the sample cuts read (exposure_set_sizes, exposure_n_pairs)."""
+    variables the sample cuts read (exposure_set_sizes: the sizes of the sets that hold a pair,
+    so a density that rounds to no pair at all is an empty set; exposure_n_pairs)."""
     run_sql(con, "exposure_model_lists")
     con.execute(
-        "set variable exposure_set_sizes = (select list(distinct n_sampled order by n_sampled) "
-        "from exposure_sample_sets where strategy <> 'fully_observed')"
+        "set variable exposure_set_sizes = (select coalesce(list(distinct n_sampled order by "
+        "n_sampled), []::bigint[]) from exposure_sample_sets "
+        "where strategy <> 'fully_observed' and n_sampled > 0)"
     )
     con.execute("set variable exposure_n_pairs = (select max(n_pairs) from exposure_sample_sets)")
 

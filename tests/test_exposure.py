@@ -126,7 +126,7 @@ def test_samples_are_efraimidis_spirakis_on_md5_draws():
     con.execute("set variable exposure_popularity_exponent = 1.0")
     pairs = [(u, v, (u * v) % 3 == 0, (v * 7) % 11) for u in range(1, 6) for v in range(1, 9)]
     strategies = ("uniform", "positivity", "popularity")
-    _literal_sets(con, strategies, [0.05, 0.3, 0.5, 0.975], pairs)
+    _literal_sets(con, strategies, [0.001, 0.05, 0.3, 0.5, 0.975], pairs)  # 0.001: no pair
     for name in exposure.SAMPLING_FILES[:3]:
         exposure.run_sql(con, name)
     sets = _sets_from_cuts(con)
@@ -142,6 +142,9 @@ def test_samples_are_efraimidis_spirakis_on_md5_draws():
         expected = [(u, v) for _, u, v in sorted(keys)]
         for n in (2, 12, 20, 39):  # round(d * 40)
             assert sets[strategy, n] == set(expected[:n]), (strategy, n)
+        assert (strategy, 0) not in sets
+    exposure.run_sql(con, "exposure_first_set_counts")
+    exposure.check_set_sizes(con)  # the empty set included
 
 
 def test_a_cut_inside_tied_keys_follows_user_then_video_order():
