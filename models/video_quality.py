@@ -100,9 +100,18 @@ SEARCH_SPACE = {
     "user_prior": [1.0, 5.0, 20.0],
 }
 
-# One row per training pair with its three outcomes (engaged share, mean log ratio and mean
-# ratio, both relative to the threshold of the length of the view) and its row and column
-# positions.
+# Each outcome of a training pair (the views of the pair, relative to the threshold of the
+# length of the view); PAIRS_SQL computes the chosen one only.
+OUTCOME_SQL = {
+    "engaged": "avg((train_events.watch_ratio > thresholds.relevance_threshold)::integer)",
+    "log_ratio": "coalesce(exact_avg(ln(1 + train_events.watch_ratio) "
+    "- ln(1 + thresholds.relevance_threshold)), 0.0)",
+    "ratio": "coalesce(exact_avg(train_events.watch_ratio "
+    "/ nullif(thresholds.relevance_threshold, 0) - 1), 0.0)",
+}
+
+# One row per training pair with its outcome ({outcome}: an OUTCOME_SQL expression) and its row
+# and column positions.
 PAIRS_SQL = """
 with
 
@@ -118,18 +127,7 @@ pairs as (
     select
         train_events.user_id,
         train_events.video_id,
-        avg((train_events.watch_ratio > thresholds.relevance_threshold)::integer)
-            as engaged_share,
-        coalesce(
-            exact_avg(
-                ln(1 + train_events.watch_ratio) - ln(1 + thresholds.relevance_threshold)
-            ),
-            0.0
-        ) as log_ratio,
-        coalesce(
-            exact_avg(train_events.watch_ratio / nullif(thresholds.relevance_threshold, 0) - 1),
-            0.0
-        ) as ratio
+        {outcome} as outcome
     from train_events
     left join thresholds on train_events.video_duration_ms = thresholds.video_duration_ms
     group by all
@@ -138,9 +136,7 @@ pairs as (
 select
     users.user_index,
     items.item_index,
-    pairs.engaged_share,
-    pairs.log_ratio,
-    pairs.ratio
+    pairs.outcome
 from pairs
 inner join int_user_index as users on pairs.user_id = users.user_id
 inner join int_item_index as items on pairs.video_id = items.video_id
@@ -272,10 +268,12 @@ def _fit_linear(
 
 def estimate(ctx: ModelContext) -> VideoEffects:
     """The video effects of the training log with the settings of ctx (two_stage uses it too)."""
-    columns = ctx.con.execute(PAIRS_SQL).fetchnumpy()
-    users, items = np.asarray(columns["user_index"]), np.asarray(columns["item_index"])
     name = ctx.settings.get("outcome", DEFAULTS["outcome"])
-    outcome = np.asarray(columns["engaged_share" if name == "engaged" else name])
+    if name not in OUTCOME_SQL:
+        raise UserError(f"video_quality.outcome must be one of {', '.join(OUTCOMES)}, not {name!r}")
+    columns = ctx.con.execute(PAIRS_SQL.format(outcome=OUTCOME_SQL[name])).fetchnumpy()
+    users, items = np.asarray(columns["user_index"]), np.asarray(columns["item_index"])
+    outcome = np.asarray(columns["outcome"])
     n_users, n_items = ctx.shape()
     return fit_effects(
         users.astype(np.int64),
