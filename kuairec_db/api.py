@@ -269,8 +269,12 @@ def _similar(
     all_models = _models_in(con, "recommendations")
     if model not in all_models:
         raise UserError(f"no model {model!r} in the database; it has: {', '.join(all_models)}")
-    with_factors = _models_in(con, "model_item_factors")
-    method = "factors" if model in with_factors else "coviews"
+    if model in _models_in(con, "model_item_factors"):
+        method = "factors"
+    elif model in _models_in(con, "model_video_neighbours"):
+        method = "neighbours"
+    else:
+        method = "coviews"
     api_dir = resources.SQL_DIR / "api"
     scores_sql = select_body((api_dir / f"similar_by_{method}.sql").read_text(encoding="utf-8"))
     con.execute("set variable api_model = ?", [model])
@@ -291,9 +295,11 @@ def similar_videos(
 ) -> pd.DataFrame:
     """The ``n`` videos most like ``video_id``.
 
-    A model with item factors (als, bpr) compares factors by cosine; any other model uses the
-    item neighbours of the training data (cosine of the videos' sets of viewers), both in SQL
-    (``sql/api/similar_by_factors.sql``, ``sql/api/similar_by_coviews.sql``).
+    A model with item factors (als, bpr) compares factors by cosine; a model that stores its
+    item-item similarities (itemknn, ``model_video_neighbours``) uses them; any other model uses
+    the item neighbours of the training data (cosine of the videos' sets of viewers), all in SQL
+    (``sql/api/similar_by_factors.sql``, ``similar_by_neighbours.sql``,
+    ``similar_by_coviews.sql``).
 
     Parameters
     ----------
@@ -306,7 +312,8 @@ def similar_videos(
     -------
     pandas.DataFrame
         ``rank, video_id, score, caption, first_level_category_name, video_duration_s,
-        train_n_users``, most similar first; ``attrs["method"]`` is "factors" or "coviews".
+        train_n_users``, most similar first; ``attrs["method"]`` is "factors", "neighbours"
+        or "coviews".
     """
     with _opened(db) as con:
         frame, method = _similar(con, [int(video_id)], model, int(n))
@@ -320,7 +327,8 @@ def recommend_for_history(
     """Recommendations for someone who is not in the data, from the videos they watched.
 
     Each unwatched video scores the mean of its similarity to the watched ones (item factors
-    for a factor model, training co-views otherwise, as :func:`similar_videos`).
+    for a factor model, the stored similarities for itemknn, training co-views otherwise, as
+    :func:`similar_videos`).
 
     Parameters
     ----------

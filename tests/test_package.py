@@ -141,6 +141,28 @@ def test_api_similar_videos_without_factors_uses_co_views(db_con):
     assert frame.score.tolist() == pytest.approx([sims[v] for v in best])
 
 
+def test_api_similar_videos_of_itemknn_are_its_own_neighbours(db_con):
+    """itemknn's stored S: for two given videos, the mean of S[h, v] over them, computed here
+    from the table's rows."""
+    rows = db_con.execute(
+        "select video_id, neighbour_id, similarity from model_video_neighbours "
+        "where model = 'itemknn'"
+    ).fetchall()
+    assert rows
+    given = sorted({r[0] for r in rows})[:2]
+    sums: dict = {}
+    for video, neighbour, similarity in rows:
+        if video in given and neighbour not in given:
+            sums[neighbour] = sums.get(neighbour, 0.0) + similarity
+    best = sorted(sums, key=lambda v: (-sums[v], v))[:6]
+    frame = kuairec_db.recommend_for_history(given, model="itemknn", n=6, db=db_con)
+    assert frame.attrs["method"] == "neighbours"
+    assert frame.video_id.tolist() == best
+    assert frame.score.tolist() == pytest.approx([sums[v] / 2 for v in best])
+    one = kuairec_db.similar_videos(given[0], model="itemknn", n=3, db=db_con)
+    assert one.attrs["method"] == "neighbours" and given[0] not in one.video_id.tolist()
+
+
 def test_api_recommend_for_history_leaves_the_history_out(db_con):
     history = [
         r[0]
