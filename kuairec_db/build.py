@@ -362,14 +362,18 @@ def _run_models(
             log.info("  model %s: unchanged, kept", model.name)
             continue
         with runner.model_memory(con, model, params.memory_limit) as ws.memory_in_use:
-            model_timings[model.name] = runner.run_model(
-                con,
-                model,
-                plan.model_settings[model.name],
-                params.top_n,
-                params.threads,
-                params.seed,
-            )
+            try:
+                model_timings[model.name] = runner.run_model(
+                    con,
+                    model,
+                    plan.model_settings[model.name],
+                    params.top_n,
+                    params.threads,
+                    params.seed,
+                )
+            except duckdb.OutOfMemoryException as exc:
+                exc.kuairec_step = f"model {model.name}"  # the one-line error names it
+                raise
         ws.memory_in_use = _memory_limit(params)
     return model_timings
 

@@ -54,7 +54,10 @@ def _run_stage(
     }.get(stage.kind, "create or replace view")
     try:
         con.execute(f"{create} {stage.name} as {body}")
-    except (duckdb.OutOfMemoryException, duckdb.IOException, duckdb.InterruptException):
+    except duckdb.OutOfMemoryException as exc:
+        exc.kuairec_step = stage.name  # the workspace's one-line error names it
+        raise
+    except (duckdb.IOException, duckdb.InterruptException):
         raise  # resources or Ctrl-C, not the file's content: build() and the CLI word these
     except duckdb.Error as exc:
         if src is not None and source in SOURCES and not disk_full(exc):

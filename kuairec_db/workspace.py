@@ -219,8 +219,10 @@ class Workspace:
             if self._lock is not None:
                 self._lock.close()
         if isinstance(exc, duckdb.OutOfMemoryException):
+            step = getattr(exc, "kuairec_step", None)  # set by the stage or model that ran out
+            at = f" at {step}" if step else ""
             raise runner.out_of_memory(
-                exc, f"{self.doing} {self.target.name}", self.memory_in_use, self.intact
+                exc, f"{self.doing} {self.target.name}{at}", self.memory_in_use, self.intact
             ) from None
         if isinstance(exc, (duckdb.Error, OSError)) and disk_full(exc):
             raise UserError(

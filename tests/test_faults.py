@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from kuairec_db import stages
 from tests.conftest import run_cli
 from tests.test_cli import leftovers, md5
 
@@ -127,6 +129,11 @@ def test_out_of_memory_is_one_line_and_keeps_the_previous_database(tmp_path, dem
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: out of memory") and "--memory-limit" in last
+    # it names the stage that ran out, one the log has not yet listed as built
+    step = re.search(r"while building kuairec\.duckdb at (\w+) \(", last)
+    assert step, last
+    assert step.group(1) in {s.name for s in stages.discover()}
+    assert not re.search(rf"^\s+{step.group(1)}\s+table", result.stderr, flags=re.M)
     assert md5(db) == before
     assert leftovers(tmp_path) == []
 
