@@ -642,6 +642,32 @@ def test_evaluate_from_item_scores_ranks_only_the_users_candidates(con):
         assert video_id in candidates[user_id]
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_video_duration_median_from_counts_equals_median(con, seed):
+    """feat_video_popularity's video_duration_ms comes from per-duration counts (a median over
+    every view does not spill): the same doubles as DuckDB's median, for odd and even numbers
+    of views, repeated and interpolated middles, null durations and a video never viewed."""
+    rng = random.Random(seed)
+    rows = []
+    for video in range(1, 30):
+        choices = [rng.randint(1000, 60000) for _ in range(rng.randint(1, 4))] + [None]
+        rows += [(video, 1.0, rng.choice(choices)) for _ in range(rng.randint(1, 12))]
+    rows.append((30, 1.0, None))  # only a null duration
+    set_variables(con)
+    make_input(con, "int_item_index", "video_id, item_index", [(v, v - 1) for v in range(1, 32)])
+    make_input(con, "int_train_events", "video_id, watch_ratio, video_duration_ms", rows)
+    make_input(con, "int_train_interactions", "video_id, user_id", [(v, 1) for v in range(1, 31)])
+    got = run_stage(con, "feat_video_popularity", "video_id, video_duration_ms")
+    want = con.execute(
+        "select i.video_id, m from int_item_index as i left join (select video_id, "
+        "median(video_duration_ms) as m from int_train_events group by all) using (video_id) "
+        "order by all"
+    ).fetchall()
+    assert got == want
+    assert got[-2:] == [(30, None), (31, None)]
+    assert any(m is not None and m != int(m) for _, m in got)  # an interpolated middle
+
+
 def test_popularity_model_scores_each_video_by_its_smoothed_watch_ratio(con):
     make_input(
         con,
