@@ -329,7 +329,12 @@ class ModelContext:
         )
 
     def _stored(self, sql: str) -> list[np.ndarray]:
-        columns = list(self.con.execute(sql, [self.name]).fetchnumpy().values())
+        try:
+            columns = list(self.con.execute(sql, [self.name]).fetchnumpy().values())
+        except duckdb.CatalogException:  # a database built before the table existed
+            raise NotStored(
+                f"{self.name}: nothing stored (the build predates its rescore)"
+            ) from None
         if not len(columns[0]):
             raise NotStored(f"{self.name}: nothing stored (the build predates its rescore)")
         return [np.asarray(c) for c in columns]

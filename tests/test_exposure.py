@@ -531,8 +531,11 @@ def test_rescore_from_what_the_build_stored_gives_the_refits_scores(con, built_d
         n = study.execute("select count(score) from scores_rescore").fetchone()[0]
         assert differ == [(0,), (0,)] and n > 0, name
         study.execute("drop table scores_rescore; drop table scores_refit")
-    study.execute("delete from model_video_neighbours where model = 'itemknn'")
     study.execute("set variable model_name = 'itemknn'")
+    study.execute("delete from model_video_neighbours where model = 'itemknn'")
+    said = exposure._score_python_model(study, models["itemknn"], info, 2)
+    assert said.startswith("refitted")
+    study.execute("drop table model_video_neighbours")  # a build from before the table
     said = exposure._score_python_model(study, models["itemknn"], info, 2)
     assert said.startswith("refitted")
     study.close()
