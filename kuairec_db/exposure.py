@@ -229,7 +229,7 @@ SAMPLING_FILES = (
     "exposure_sample_keys",
     "exposure_sample_thresholds",
     "exposure_first_sets",
-    "exposure_first_set_counts",
+    "exposure_set_users",
     "exposure_list_keys",
     "exposure_user_metrics",
 )
@@ -277,16 +277,15 @@ def _sample_and_rank(con, params: StudyParams, raised: bool) -> bool:
 
 def check_set_sizes(con) -> None:
     """Every sparse set holds exactly its n_sampled pairs (the cut of
-    exposure_sample_thresholds, counted back from exposure_first_set_counts)."""
+    exposure_sample_thresholds, counted back from exposure_set_users)."""
     wrong = con.execute(
         """
-        select s.strategy, s.density, s.n_sampled, coalesce(sum(c.n_pairs), 0)
+        select s.strategy, s.density, s.n_sampled, coalesce(sum(u.n_sampled), 0)
         from exposure_sample_sets as s
-        left join exposure_first_set_counts as c
-            on s.strategy = c.strategy and s.n_sampled >= c.first_set_size
+        left join exposure_set_users as u on s.strategy = u.strategy and s.density = u.density
         where s.strategy <> 'fully_observed'
         group by all
-        having coalesce(sum(c.n_pairs), 0) <> s.n_sampled
+        having coalesce(sum(u.n_sampled), 0) <> s.n_sampled
         """
     ).fetchall()
     if wrong:
@@ -296,8 +295,8 @@ def check_set_sizes(con) -> None:
 
 
 def prepare_lists(con) -> None:
-    """The study's list tables, once: every user's candidates (exposure_user_candidates, also
-    before the models are scored), each model's first ranks (exposure_model_lists), and the
+    """What the repeats read besides each user's candidates (exposure_user_candidates, made
+    before the models are scored): each model's first ranks (exposure_model_lists), and the
     variables the sample cuts read (exposure_set_sizes: the sizes of the sets that hold a pair,
     so a density that rounds to no pair at all is an empty set; exposure_n_pairs)."""
     run_sql(con, "exposure_model_lists")

@@ -143,7 +143,7 @@ def test_samples_are_efraimidis_spirakis_on_md5_draws():
         for n in (2, 12, 20, 39):  # round(d * 40)
             assert sets[strategy, n] == set(expected[:n]), (strategy, n)
         assert (strategy, 0) not in sets
-    exposure.run_sql(con, "exposure_first_set_counts")
+    exposure.run_sql(con, "exposure_set_users")
     exposure.check_set_sizes(con)  # the empty set included
 
 

@@ -8,17 +8,17 @@
 --   n_users                    = users with at least one sampled pair
 --   n_users_with_relevant      = users with at least one relevant sampled pair (the users the
 --                                metrics are averaged over)
--- Counted from exposure_first_set_counts (a set of size n holds a user's pairs of every first
--- set size <= n); the mean adds exact_partial_sum decimals (sql/macros/), so it is the same
--- bits in any row order (the same seed gives an identical table).
+-- Counted from exposure_set_users (each set's counts per user); the mean adds its
+-- exact_partial_sum decimals (sql/macros/), so it is the same bits in any row order (the same
+-- seed gives an identical table).
 with
 
 sample_sets as (
     select * from exposure_sample_sets
 ),
 
-first_set_counts as (
-    select * from exposure_first_set_counts
+set_users as (
+    select * from exposure_set_users
 ),
 
 pairs as (
@@ -26,22 +26,20 @@ pairs as (
 ),
 
 -- one row per sample set and user with a sampled pair ('fully_observed': every pair)
-set_users as (
+all_set_users as (
     select
-        sample_sets.strategy,
-        sample_sets.density,
+        set_users.strategy,
+        set_users.density,
         sample_sets.n_pairs,
-        first_set_counts.user_id,
-        sum(first_set_counts.n_pairs) as n_sampled,
-        sum(first_set_counts.n_relevant) as n_relevant,
-        sum(first_set_counts.popularity_sum) as popularity_sum
-    from sample_sets
-    inner join first_set_counts
+        set_users.user_id,
+        set_users.n_sampled,
+        set_users.n_relevant,
+        set_users.popularity_sum
+    from set_users
+    inner join sample_sets
         on
-            sample_sets.strategy = first_set_counts.strategy
-            and sample_sets.n_sampled >= first_set_counts.first_set_size
-    group by
-        sample_sets.strategy, sample_sets.density, sample_sets.n_pairs, first_set_counts.user_id
+            set_users.strategy = sample_sets.strategy
+            and set_users.density = sample_sets.density
     union all
     select
         'fully_observed' as strategy,
@@ -66,7 +64,7 @@ final as (
         sum(popularity_sum)::double / sum(n_sampled) as mean_popularity_percentile,
         count(*) as n_users,
         count(*) filter (where n_relevant > 0) as n_users_with_relevant
-    from set_users
+    from all_set_users
     group by strategy, density
 )
 

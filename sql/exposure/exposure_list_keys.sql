@@ -4,7 +4,7 @@
 -- reads only the model's ranks 1 .. exposure_rank_depth (exposure_model_lists) and gathers, by
 -- candidate number, each one's smallest set (exposure_first_sets): no join of pairs.
 --   n_relevant      = R, the user's relevant sampled videos; n_sampled = the user's sampled videos
---                     (exposure_first_set_counts: the counts of first set sizes <= the set's size)
+--                     (exposure_set_users)
 --   labels_in_order = is_relevant of the first max(k) sampled videos found in that prefix, in
 --                     rank order
 --   is_complete     = the prefix holds the list's first max(k) sampled videos: it found max(k)
@@ -22,17 +22,8 @@ users as (
     from exposure_user_candidates
 ),
 
-sparse_sets as (
-    select * from exposure_sample_sets
-    where strategy <> 'fully_observed'
-),
-
 first_sets as (
     select * from exposure_first_sets
-),
-
-first_set_counts as (
-    select * from exposure_first_set_counts
 ),
 
 model_lists as (
@@ -41,20 +32,14 @@ model_lists as (
 
 user_relevance as (
     select
-        sparse_sets.strategy,
-        sparse_sets.density,
-        sparse_sets.n_sampled as set_size,
-        first_set_counts.user_id,
-        sum(first_set_counts.n_pairs)::bigint as n_sampled,
-        sum(first_set_counts.n_relevant)::bigint as n_relevant
-    from sparse_sets
-    inner join first_set_counts
-        on
-            sparse_sets.strategy = first_set_counts.strategy
-            and sparse_sets.n_sampled >= first_set_counts.first_set_size
-    group by
-        sparse_sets.strategy, sparse_sets.density, sparse_sets.n_sampled, first_set_counts.user_id
-    having sum(first_set_counts.n_relevant) > 0
+        strategy,
+        density,
+        set_size,
+        user_id,
+        n_sampled,
+        n_relevant
+    from exposure_set_users
+    where n_relevant > 0
 ),
 
 -- per strategy, model and user: the smallest set of each of the model's first candidates
