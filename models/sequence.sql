@@ -18,13 +18,12 @@
 -- user's recent videos and the user's first top_n unseen videos in q order (any other video
 -- scores only backoff_weight * q(v), below all of those), so only these are scored. The first
 -- top_n unseen in q order end at q rank top_n + the seen videos met before: the j-th seen video
--- at q rank g is met when g - j < top_n. The top_n and the candidates of each user are
--- gathered by the macro top_n_and_candidates (sql/macros/).
+-- at q rank g is met when g - j < top_n. A window keeps each user's candidates and top_n
+-- scored pairs (about 8.5M scored pairs at full scale; the list aggregate of the macro
+-- top_n_and_candidates held them beyond the build's default 1 GB of DuckDB memory).
 -- next_score and backoff_weight are summed over decimal(18, 15) so that parallel aggregation
 -- gives the same bits every build. K, the decay and mu are constants here (not build
 -- parameters yet).
--- At full scale this needs more DuckDB memory than the build's default 1 GB:
--- memory_limit: 3GB
 with
 
 train_pairs as (
@@ -187,12 +186,13 @@ scored as (
 final as (
     select
         user_id,
-        -- one row per (video_id, score) the macro gathered
-        unnest(  -- noqa: AL03
-            top_n_and_candidates(video_id, score, true, is_candidate), recursive := true
-        )
+        video_id,
+        score
     from scored
-    group by user_id
+    qualify
+        is_candidate
+        or row_number() over (partition by user_id order by score desc, video_id asc)
+        <= getvariable('top_n')
 )
 
 select * from final

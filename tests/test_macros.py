@@ -51,8 +51,7 @@ def test_macros_come_first_and_their_callers_depend_on_them():
     assert "ideal_dcgs" in stages.dependencies(by_name["int_ideal_dcg"], known)
     assert "tie_sign" in stages.dependencies(by_name["kendall_tau_b"], known)
     models = hooks.discover()
-    for name in ("random", "content", "sequence"):
-        assert "top_n_and_candidates" in build.model_dependencies(models[name], known)
+    assert "top_n_and_candidates" in build.model_dependencies(models["content"], known)
 
 
 def _hits(con, rows):
@@ -262,7 +261,7 @@ def test_top_n_and_candidates_keeps_the_ranked_top_n_and_every_candidate_once():
 
 def test_editing_a_macro_changes_the_fingerprints_of_what_calls_it(tmp_path):
     all_stages = stages.ordered(stages.discover())
-    models = [hooks.discover()[name] for name in ("random", "popularity")]
+    models = [hooks.discover()[name] for name in ("content", "popularity")]
     settings = {m.name: {} for m in models}
     params = BuildParams()
 
@@ -285,7 +284,7 @@ def test_editing_a_macro_changes_the_fingerprints_of_what_calls_it(tmp_path):
 
     after = plan(edited("top_n_and_candidates"))
     changed = {key for key in before if before[key] != after.get(key)}
-    assert changed == {"top_n_and_candidates", "model:random"}
+    assert changed == {"top_n_and_candidates", "model:content"}
     after = plan(edited("ideal_dcgs"))
     changed = {key for key in before if before[key] != after.get(key)}
     assert changed == {"ideal_dcgs", "int_ideal_dcg"}

@@ -177,6 +177,31 @@ def test_random_recommends_each_users_top_n_unseen_by_score(con):
         assert videos_of(evals[user]) == expected
 
 
+def test_random_scores_every_video_again_only_for_users_short_of_unseen_leaders(con):
+    """random.sql keeps each user's 2 top_n best videos, seen or not, and scores every video again
+    for a user with fewer than top_n unseen among them. Users on both sides of that line get the
+    top_n unseen of all videos, computed here in Python."""
+    top_n, videos = 5, list(range(1, 61))
+    order = {u: sorted(videos, key=lambda v: (-random_score(u, v), v)) for u in (1, 2, 3, 4)}
+    seen = {
+        1: order[1][:6],  # 4 unseen among its 10 leaders: short
+        2: order[2][:5],  # exactly 5: its leaders suffice
+        3: order[3][:50],  # a heavy viewer: short
+        4: order[4][-1:],  # one view, of its last video
+    }
+    views = [(u, v, m, SKIPPED) for u, vs in seen.items() for m, v in enumerate(vs)]
+    load_world(con, views, videos)
+    set_variables(con, top_n=top_n)
+    body = stage_body("random")
+    ctes = body[: body.rindex("ranked_pool as")].rstrip().rstrip(",")
+    short = con.execute(f"{ctes}\nselect user_id from short_users order by 1").fetchall()
+    assert short == [(1,), (3,)]
+    recs, _ = run_model(con, "random", top_n=top_n)
+    for user, ordered in order.items():
+        expected = [v for v in ordered if v not in seen[user]][:top_n]
+        assert videos_of(recs[user]) == expected, user
+
+
 def test_random_orders_differ_between_users(con):
     # users 1 and 2 have not seen videos 5 .. 12: their orders of them must differ
     load_world(con, RANDOM_VIEWS, list(range(1, 13)), RANDOM_CANDIDATES)
