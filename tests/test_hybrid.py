@@ -128,6 +128,51 @@ def test_learned_weights_favour_the_perfect_model():
     assert blend.n_users == N_USERS // 2  # the tune users only
 
 
+def _listnet_loss_and_gradient(w, x, relevant, groups, l2):
+    """The ListNet top-one loss of the module docstring, one user at a time."""
+    users = sorted(set(groups.tolist()))
+    loss, gradient = 0.0, np.zeros_like(w)
+    for user in users:
+        rows = groups == user
+        s = x[rows] @ w
+        p = np.exp(s - s.max())
+        p /= p.sum()
+        target = relevant[rows] / relevant[rows].sum()
+        loss += np.log(np.exp(s - s.max()).sum()) + s.max() - target @ s
+        gradient += x[rows].T @ (p - target)
+    n = len(users)
+    return loss / n + 0.5 * l2 * (w @ w), gradient / n + l2 * w
+
+
+@pytest.mark.parametrize("l2", [1.0, 0.01, 0.001])
+def test_listnet_fit_reaches_the_minimum_an_independent_optimiser_finds(l2):
+    """Newton's method, stopped when its decrement is below the loss's rounding, against scipy's
+    BFGS on the loss written out per user; the returned point's gradient is ~0."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(5, 40, size=80)
+    groups = np.repeat(np.arange(80), sizes)
+    x = rng.normal(size=(len(groups), 6))
+    signal = x @ np.array([1.5, -1.0, 0.5, 0.0, 0.0, 0.2])
+    relevant = signal + rng.normal(size=len(groups)) > 1.0
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    relevant[starts] = True  # every user has a relevant row ...
+    relevant[starts + 1] = False  # ... and a non-relevant one
+    weights = load_module(hybrid_model()).fit_listnet(x, relevant, groups, l2)
+    _, gradient = _listnet_loss_and_gradient(weights, x, relevant, groups, l2)
+    assert np.max(np.abs(gradient)) < 1e-8
+    found = minimize(
+        _listnet_loss_and_gradient,
+        np.zeros(6),
+        args=(x, relevant, groups, l2),
+        jac=True,
+        method="BFGS",
+        options={"gtol": 1e-10},
+    )
+    np.testing.assert_allclose(weights, found.x, atol=1e-6)
+
+
 def test_hybrid_ranks_test_users_like_the_perfect_model_and_skips_training_videos():
     con = toy_db()
     hooks.run_model(con, hybrid_model(), dict(SETTINGS), TOP_N, 1, 42)
