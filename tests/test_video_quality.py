@@ -317,3 +317,47 @@ def test_an_unknown_outcome_is_one_line(tmp_path, activity_data):
     assert result.returncode != 0
     assert "video_quality.outcome: expected 'engaged' or 'log_ratio'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_estimate_is_reused_only_for_the_same_settings_and_inputs(tmp_path):
+    """estimate() keeps its last result (two_stage asks for the defaults' effects right after
+    video_quality fitted them): the same settings and tables give that result; a shadowed
+    training log or other settings give a fresh fit, equal to one in a clean process state."""
+    import shutil
+
+    from kuairec_db import runner
+    from kuairec_db.modelapi import ModelContext
+
+    built = build(tmp_path, sparse_world(tmp_path / "data"))
+    built.close()
+    shutil.copy(tmp_path / "k.duckdb", tmp_path / "copy.duckdb")
+    con = duckdb.connect(str(tmp_path / "copy.duckdb"))
+    model = runner.discover()["video_quality"]
+    module = runner.load_module(model)
+    defaults = runner.model_defaults(model)
+
+    def estimate(settings=None):
+        return module.estimate(ModelContext(con, model.name, settings or defaults, 100, 1, 42))
+
+    def fresh(settings=None):
+        module._LAST_ESTIMATE.clear()
+        return estimate(settings)
+
+    first = fresh()
+    assert estimate() is first
+    con.execute(
+        "create temp table int_train_events as "
+        "select * from main.int_train_events where user_id % 7 <> 0"
+    )
+    shadowed = estimate()
+    assert shadowed is not first
+    assert not np.array_equal(shadowed.effect, first.effect)
+    np.testing.assert_array_equal(shadowed.effect, fresh().effect)
+    con.execute("drop table temp.int_train_events")
+    np.testing.assert_array_equal(estimate().effect, first.effect)
+    other = estimate({**defaults, "prior_views": 5.0})
+    assert not np.array_equal(other.effect, first.effect)
+    np.testing.assert_array_equal(other.effect, fresh({**defaults, "prior_views": 5.0}).effect)
+    with pytest.raises(ValueError):
+        first.effect[0] = 0.0  # a shared result cannot be changed in place
+    con.close()
