@@ -23,6 +23,7 @@ PUBLIC_RELATIONS = (
     "model_item_factors",
     "model_video_scores",
     "model_video_neighbours",
+    "model_candidate_scores",
     "model_feature_importances",
     "eval_ground_truth",
     "eval_rankings",

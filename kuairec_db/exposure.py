@@ -14,9 +14,9 @@ or the build's tables:
 
 - a SQL model: its SELECT (``models/NAME.sql``) is run again and joined to all candidates;
 - a Python model with factors (``model_user_factors``, ``model_item_factors``): the dot product;
-- another Python model with ``rescore`` (itemknn, video_quality): that, from what its build
-  stored per video (``model_video_neighbours``, ``model_video_scores``), with a context whose
-  evaluation list is every candidate and whose other outputs are dropped;
+- another Python model with ``rescore`` (itemknn, video_quality, ease): that, from what its
+  build stored (``model_video_neighbours``, ``model_video_scores``, ``model_candidate_scores``),
+  with a context whose evaluation list is every candidate and whose other outputs are dropped;
 - another Python model: refitted with such a context (same settings and seed as the build, from
   ``build_info``);
   a model that then scores only part of the candidates (one that re-ranks other models' lists)

@@ -24,8 +24,10 @@ tune), ``USES_OTHER_MODELS = True`` (it reads other models' outputs and runs aft
 ``SCORES_EVERY_CANDIDATE = False`` (it only re-ranks other models' lists: exposure-study
 leaves it out without refitting it), and ``rescore(ctx)``: the same scores as ``run`` from what
 ``run`` stored per video (``ctx.write_video_scores``, ``ctx.write_video_neighbours``; read back
-with ``ctx.video_scores()``, ``ctx.video_neighbours()``), which exposure-study calls instead of
-refitting (it refits when the database holds none of it: :class:`NotStored`).
+with ``ctx.video_scores()``, ``ctx.video_neighbours()``) or per candidate
+(``write_rankings(..., store_candidate_scores=True)``; ``ctx.candidate_scores()``), which
+exposure-study calls instead of refitting (it refits when the database holds none of it:
+:class:`NotStored`).
 
 **Directives.** A model that needs more DuckDB memory than the build's default
 (:data:`PIPELINE_MEMORY_LIMIT`) says so: a SQL model in a line ``-- memory_limit: 3GB``, a Python
@@ -106,14 +108,22 @@ class ScoreSink(Protocol):
     ) -> None: ...
 
     def write_video_rows(self, con: duckdb.DuckDBPyConnection, table: str, rows) -> None:
-        """ROWS (a DataFrame by item index) into VIDEO_TABLES[TABLE]'s table."""
+        """ROWS (a DataFrame by item index, and user index for model_candidate_scores) into
+        VIDEO_TABLES[TABLE]'s table."""
         ...
 
 
-# What a model may store per video so that exposure-study can score it again without refitting
-# (its ``rescore``): the table, and the SELECT that turns the rows of item indices (registered as
-# video_rows) into the table's rows.
+# What a model may store per video (or per candidate pair) so that exposure-study can score it
+# again without refitting (its ``rescore``): the table, and the SELECT that turns the rows of
+# indices (registered as video_rows) into the table's rows.
 VIDEO_TABLES = {
+    "model_candidate_scores": """
+        select getvariable('model_name'), u.user_id, m.video_id, r.score
+        from video_rows as r
+        inner join int_user_index as u on r.user_index = u.user_index
+        inner join int_item_index as m on r.item_index = m.item_index
+        order by u.user_id, m.video_id
+    """,
     "model_video_scores": """
         select getvariable('model_name'), m.video_id, r.score
         from video_rows as r
@@ -302,6 +312,28 @@ class ModelContext:
         )
         self.sink.write_video_rows(self.con, "model_video_neighbours", rows)
 
+    def write_candidate_scores(self, user_index, item_index, score) -> None:
+        """Every small-matrix candidate's score (by index), as double -> model_candidate_scores
+        (write_rankings(..., store_candidate_scores=True) calls it)."""
+        rows = pd.DataFrame(
+            {
+                "user_index": np.asarray(user_index, dtype=np.int32),
+                "item_index": np.asarray(item_index, dtype=np.int32),
+                "score": np.asarray(score, dtype=np.float64),
+            }
+        )
+        self.sink.write_video_rows(self.con, "model_candidate_scores", rows)
+
+    def candidate_scores(self) -> Triple:
+        """What write_candidate_scores stored for this model: (user index, item index, score);
+        NotStored when it stored nothing."""
+        user_index, item_index, score = self._stored(
+            "select u.user_index, i.item_index, s.score from model_candidate_scores as s "
+            "inner join int_user_index as u on s.user_id = u.user_id "
+            "inner join int_item_index as i on s.video_id = i.video_id where s.model = ?",
+        )
+        return user_index.astype(np.int64), item_index.astype(np.int64), score
+
     def video_scores(self) -> np.ndarray:
         """What write_video_scores stored for this model, by item index (NaN where none);
         NotStored when it stored nothing."""
@@ -469,24 +501,43 @@ def write_rankings(
     score_users: ScoreUsers,
     train: sp.csr_matrix,
     batch_users: int = BATCH_USERS,
+    store_candidate_scores: bool = False,
 ) -> None:
     """Score every user once; write ``recommendations`` and ``eval_rankings``.
 
     While tuning (``ctx.wants_recommendations`` false) only the small-matrix users are scored.
+    STORE_CANDIDATE_SCORES: every candidate's score too (``ctx.write_candidate_scores``), the
+    same bits as the ranked ones, for a ``rescore`` that reads them back
+    (``ctx.candidate_scores()``).
 
     Adds ``score_seconds`` (scoring and ranking) and ``write_seconds`` to ``ctx.timings``.
     """
     started = time.perf_counter()
     candidates = ctx.eval_candidates()
     catalogue = ctx.wants_recommendations
+    kept: list[Triple] = []
+    scorer = score_users
+    if store_candidate_scores:
+
+        def scorer(users: np.ndarray) -> np.ndarray:
+            scores = np.asarray(score_users(users))
+            sub = candidates[users]
+            rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
+            cols = sub.indices.astype(np.int64)
+            if len(rows):
+                kept.append((users[rows], cols, scores[rows, cols].astype(np.float64)))
+            return scores
+
     recs, evals = rank_users(
-        score_users, train, candidates, ctx.top_n, batch_users, catalogue, workers=ctx.threads
+        scorer, train, candidates, ctx.top_n, batch_users, catalogue, workers=ctx.threads
     )
     ranked = time.perf_counter()
     ctx.timings["score_seconds"] = ranked - started
     if catalogue:
         ctx.write_recommendation_scores(*recs)
     ctx.write_eval_scores(*evals)
+    if store_candidate_scores:
+        ctx.write_candidate_scores(*_concatenate(kept))  # its SELECT orders the rows
     ctx.timings["write_seconds"] = time.perf_counter() - ranked
 
 

@@ -37,6 +37,7 @@ OTHER_MODELS_OUTPUTS = (
     "model_item_factors",
     "model_video_scores",
     "model_video_neighbours",
+    "model_candidate_scores",
 )
 
 

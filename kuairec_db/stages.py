@@ -52,6 +52,7 @@ CONTRACT_TABLES = {
     "model_video_scores": "model varchar, video_id integer, score double",
     "model_video_neighbours": "model varchar, video_id integer, neighbour_id integer, "
     "similarity double",
+    "model_candidate_scores": "model varchar, user_id integer, video_id integer, score double",
 }
 
 

@@ -8,7 +8,8 @@ the minimiser of |X - X B|^2 + l2 |B|^2 subject to diag(B) = 0 (each column of B
 regression of one video on all the others). P comes from a Cholesky factorisation, in place.
 Score: x_uj = (X B)[u, j], a sum over the user's training videos i of X[u, i] B[i, j].
 Output: the top-N unseen videos of every big-matrix user and the top-N candidates of every
-small-matrix user; no factors.
+small-matrix user; no factors. Every candidate's score goes to model_candidate_scores (4.7M
+rows at full scale), from which ``rescore`` (exposure-study) ranks again without refitting.
 
 `max_items` > 0 fits on the max_items videos with the most training users only (ties to the
 smaller video_id); the other videos are not scored and rank last (score -inf, written only where
@@ -145,4 +146,10 @@ def run(ctx: ModelContext) -> None:
             scores[:, items] = partial
             return scores
 
-        write_rankings(ctx, score_users, matrix)
+        write_rankings(ctx, score_users, matrix, store_candidate_scores=True)
+
+
+def rescore(ctx: ModelContext) -> None:
+    """The candidates' scores of ``run`` as it stored them (model_candidate_scores): B is
+    10,728 x 10,728 at full scale, the 4.7M candidate scores are smaller to keep."""
+    ctx.write_eval_scores(*ctx.candidate_scores())

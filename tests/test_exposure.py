@@ -490,15 +490,15 @@ def test_models_are_scored_on_every_candidate_and_reproduce_the_build(con):
 
 
 def test_rescore_from_what_the_build_stored_gives_the_refits_scores(con, built_db, tmp_path):
-    """itemknn and video_quality are scored from their stored neighbours and video scores
-    (rescore), and that gives exactly the doubles a refit gives; without the stored rows (a
-    build before them) the study refits."""
+    """itemknn, video_quality and ease are scored from their stored neighbours, video scores
+    and candidate scores (rescore), and that gives exactly the doubles a refit gives; without
+    the stored rows (a build before them) the study refits."""
     from kuairec_db import exposure, runner
 
     scored_by = dict(con.execute("select model, scored_by from eval_exposure_models").fetchall())
     assert scored_by["itemknn"].startswith("re-scored from what the build stored")
     assert scored_by["video_quality"].startswith("re-scored from what the build stored")
-    assert scored_by["ease"].startswith("refitted")
+    assert scored_by["ease"].startswith("re-scored from what the build stored")
     db = tmp_path / "copy.duckdb"
     shutil.copyfile(built_db, db)
     study = duckdb.connect(str(db))
@@ -514,7 +514,7 @@ def test_rescore_from_what_the_build_stored_gives_the_refits_scores(con, built_d
         "(model varchar, user_id integer, video_id integer, score double)"
     )
     models = runner.discover()
-    for name in ("itemknn", "video_quality"):
+    for name in ("itemknn", "video_quality", "ease"):
         study.execute("set variable model_name = ?", [name])
         for how in ("rescore", "refit"):
             said = exposure._score_refit(study, models[name], info, 2, rescore=how == "rescore")
@@ -537,6 +537,10 @@ def test_rescore_from_what_the_build_stored_gives_the_refits_scores(con, built_d
     assert said.startswith("refitted")
     study.execute("drop table model_video_neighbours")  # a build from before the table
     said = exposure._score_python_model(study, models["itemknn"], info, 2)
+    assert said.startswith("refitted")
+    study.execute("set variable model_name = 'ease'")
+    study.execute("drop table model_candidate_scores")
+    said = exposure._score_python_model(study, models["ease"], info, 2)
     assert said.startswith("refitted")
     study.close()
 
