@@ -244,17 +244,24 @@ def _fit_linear(
     item_effect = np.zeros(n_items)
     user_weight = np.bincount(users, weights, minlength=n_users)
     item_weight = np.bincount(items, weights, minlength=n_items)
+    # Each effect read per row once an update (the same values as indexing each time): by
+    # repeat where the rows are in user order, as PAIRS_SQL gives them.
+    user_rows = np.bincount(users, minlength=n_users)
+    in_user_order = bool(np.all(users[1:] >= users[:-1]))
+    item_of_row = item_effect[items]
     for _ in range(int(settings["iterations"])):
-        residual = outcome - mu - item_effect[items]
+        residual = outcome - mu - item_of_row
         user_effect = np.bincount(users, weights * residual, minlength=n_users) / (
             user_weight + user_penalty
         )
-        residual = outcome - mu - user_effect[users]
+        user_of_row = np.repeat(user_effect, user_rows) if in_user_order else user_effect[users]
+        residual = outcome - mu - user_of_row
         item_effect = np.bincount(items, weights * residual, minlength=n_items) / (
             item_weight + item_penalty
         )
+        item_of_row = item_effect[items]
         if total > 0:
-            mu = float(weights @ (outcome - user_effect[users] - item_effect[items]) / total)
+            mu = float(weights @ (outcome - user_of_row - item_of_row) / total)
     residual = outcome - mu - user_effect[users] - item_effect[items]
     variance = float(weights @ (residual * residual) / total) if total > 0 else 1.0
     return VideoEffects(
