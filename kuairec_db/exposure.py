@@ -426,13 +426,13 @@ def _score_python_model(con, model: runner.Model, info: dict[str, str], threads:
     what it reads; otherwise a refit."""
     if hasattr(runner.load_module(model), "rescore"):
         try:
-            return _score_refit(con, model, info, threads, rescore=True)
+            return _score_captured(con, model, info, threads, rescore=True)
         except modelapi.NotStored as exc:
             log.info("  %s: %s; refitting", model.name, exc)
-    return _score_refit(con, model, info, threads)
+    return _score_captured(con, model, info, threads)
 
 
-def _score_refit(
+def _score_captured(
     con, model: runner.Model, info: dict[str, str], threads: int, rescore: bool = False
 ) -> str:
     """The model's ``run`` (RESCORE: its ``rescore``) with a context that captures its scores

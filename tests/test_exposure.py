@@ -517,7 +517,7 @@ def test_rescore_from_what_the_build_stored_gives_the_refits_scores(con, built_d
     for name in ("itemknn", "video_quality", "ease"):
         study.execute("set variable model_name = ?", [name])
         for how in ("rescore", "refit"):
-            said = exposure._score_refit(study, models[name], info, 2, rescore=how == "rescore")
+            said = exposure._score_captured(study, models[name], info, 2, rescore=how == "rescore")
             assert said.startswith("re-scored" if how == "rescore" else "refitted")
             study.execute(
                 f"create temp table scores_{how} as select * from exposure_scores; "
