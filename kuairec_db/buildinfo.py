@@ -96,8 +96,8 @@ def _build_info(
     info["param.config"] = str(settings_file) if settings_file else ""
     for name, settings in model_settings.items():
         info[f"model.{name}.settings"] = json.dumps(settings, sort_keys=True)
-        for key, value in model_timings.get(name, {}).items():
-            info[f"model.{name}.{key}"] = f"{value:.2f}"
+        for key, value in model_timings.get(name, {}).items():  # seconds, and chosen.KEY
+            info[f"model.{name}.{key}"] = value if isinstance(value, str) else f"{value:.2f}"
     for name, value in stage_timings.items():
         info[f"stage.{name}.seconds"] = f"{value:.2f}"
     info.update(files_info)

@@ -202,6 +202,8 @@ class ModelContext:
     threads: int
     seed: int
     timings: dict[str, float] = field(default_factory=dict)
+    # What the model chose itself (an "auto" setting): build_info model.NAME.chosen.KEY.
+    chosen: dict[str, str | float] = field(default_factory=dict)
     # False while tuning: only eval_rankings matter, so a model may skip its recommendations.
     wants_recommendations: bool = True
     sink: ScoreSink = field(default_factory=ContractSink)  # where its outputs go

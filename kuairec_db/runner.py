@@ -263,6 +263,7 @@ def run_model(
         )
         module.run(ctx)
         timings = {"seconds": time.perf_counter() - started, **ctx.timings}
+        timings |= {f"chosen.{key}": value for key, value in ctx.chosen.items()}
         n_recs, n_eval = con.execute(
             "select (select count(*) from recommendations where model = $1),"
             " (select count(*) from eval_rankings where model = $1)",

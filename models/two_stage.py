@@ -140,7 +140,7 @@ def video_effects(ctx: ModelContext) -> None:
     sub = ModelContext(
         ctx.con, model.name, runner.model_defaults(model), ctx.top_n, ctx.threads, ctx.seed
     )
-    effects = module.estimate(sub)
+    effects = module.estimate(sub).effects
     frame = pd.DataFrame(
         {"item_index": np.arange(len(effects.effect)), "effect": effects.effect, "se": effects.se}
     )

@@ -60,6 +60,24 @@ s = the weighted residual standard deviation. The ratio outcome is heavy-tailed 
 re-playing a video twenty times), so it needs the larger prior: its default 300 is what keeps a
 video three users loved off the top of the list (tests/test_video_quality.py).
 
+Transfer (setting `transfer`): what the log says of a video only partly carries over to the
+fully observed matrix. The feed placed the video somewhere, after something, for someone; that
+context is in its logged effect and not in a test where every user sees every video. Its length
+is in both alike (the label compares a view with views of similar length, but coarsely, in
+buckets). So the video effect is split into its length part and the rest,
+
+    L_v = a_bucket(v) + c ln(length_v)        fitted to b_v by least squares within the label's
+                                              length buckets, weights n_eff_v (one slope c)
+    score_v = mu + L_v + transfer (b_v - L_v)       (through sigmoid for `engaged`)
+
+transfer = 1 is the effect as fitted, 0 keeps the length part only. "auto" (the default) takes
+the transfer in 0, 0.1, .. 1 whose scores give the highest NDCG@10 over the TUNE users'
+candidates (int_ground_truth, split 'tune'; ties to the larger transfer); with no tune user who
+has a relevant video it is 1. outcome "auto" chooses the outcome alike, between ratio and
+engaged (two fits, about twice the time). What was chosen is logged and recorded in build_info
+(model.video_quality.chosen.outcome, .transfer, .tune_ndcg_at_10). Videos without training views
+score mu (sigmoid(mu)).
+
 Output: every user's top-N by that score, and the score of every video (model_video_scores),
 from which ``rescore`` (exposure-study) ranks again without refitting.
 
@@ -69,6 +87,7 @@ Defaults chosen on the tune users of the calibrated demo at scale 1.0 (README, v
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import NamedTuple
 
@@ -78,16 +97,23 @@ from kuairec_db.errors import UserError
 from kuairec_db.modelapi import ModelContext, write_rankings
 from kuairec_db.validate import Setting
 
+log = logging.getLogger(__name__)
+
 OUTCOMES = ("engaged", "log_ratio", "ratio")
+AUTO_OUTCOMES = ("ratio", "engaged")  # what outcome "auto" chooses among, in this order on ties
+TRANSFERS = tuple(i / 10 for i in range(11))  # what transfer "auto" chooses among
+CHOICE_K = 10  # the choice maximises NDCG@CHOICE_K on the tune users
 DEFAULTS = {
     "outcome": "ratio",
+    "transfer": "auto",
     "clip": 0.01,
     "prior_views": 300.0,
     "user_prior": 5.0,
     "iterations": 15,
 }
 SETTING_TYPES = {
-    "outcome": Setting(str, words=OUTCOMES),
+    "outcome": Setting(str, words=(*OUTCOMES, "auto")),
+    "transfer": Setting(float, 0, 1, words=("auto",)),
     "clip": Setting(float, 0, 1, low_open=True),  # 1 turns the exposure correction off
     "prior_views": Setting(float, 0, low_open=True),
     "user_prior": Setting(float, 0, low_open=True),
@@ -96,6 +122,7 @@ SETTING_TYPES = {
 
 SEARCH_SPACE = {
     "outcome": list(OUTCOMES),
+    "transfer": ["auto", 1.0],
     "clip": [0.001, 0.01, 0.05, 0.2, 1.0],
     "prior_views": [5.0, 20.0, 50.0, 100.0, 300.0, 1000.0],
     "user_prior": [1.0, 5.0, 20.0],
@@ -111,8 +138,8 @@ OUTCOME_SQL = {
     "/ nullif(thresholds.relevance_threshold, 0) - 1), 0.0)",
 }
 
-# One row per training pair with its outcome ({outcome}: an OUTCOME_SQL expression) and its row
-# and column positions.
+# One row per training pair with its row and column positions and its outcomes ({outcomes}:
+# OUTCOME_SQL expressions, each "as" its name).
 PAIRS_SQL = """
 with
 
@@ -128,7 +155,7 @@ pairs as (
     select
         train_events.user_id,
         train_events.video_id,
-        {outcome} as outcome
+        {outcomes}
     from train_events
     left join thresholds on train_events.video_duration_ms = thresholds.video_duration_ms
     group by all
@@ -137,7 +164,7 @@ pairs as (
 select
     users.user_index,
     items.item_index,
-    pairs.outcome
+    pairs.* exclude (user_id, video_id)
 from pairs
 inner join int_user_index as users on pairs.user_id = users.user_id
 inner join int_item_index as items on pairs.video_id = items.video_id
@@ -274,57 +301,213 @@ def _fit_linear(
     )
 
 
-# What PAIRS_SQL reads, as row counts and sums of row hashes, resolved by name as PAIRS_SQL
-# resolves them (a temp table that shadows one is what gets digested).
-INPUTS_DIGEST_SQL = """
+# Per item index: the video's length (the median of its training views, feat_video_popularity)
+# and its bucket of the label (int_label_buckets); NULL for a video without training views.
+LENGTH_SQL = """
 select
-    (select count(*) || ':' || coalesce(sum(hash(t)), 0) from int_train_events as t)
-    || '/' || (select count(*) || ':' || coalesce(sum(hash(t)), 0)
-        from int_train_duration_thresholds as t)
-    || '/' || (select count(*) || ':' || coalesce(sum(hash(t)), 0) from int_user_index as t)
-    || '/' || (select count(*) || ':' || coalesce(sum(hash(t)), 0) from int_item_index as t)
+    items.item_index,
+    ln(popularity.video_duration_ms / 1000.0) as log_length_s,
+    buckets.duration_bucket
+from int_item_index as items
+left join feat_video_popularity as popularity on items.video_id = popularity.video_id
+left join int_label_buckets as buckets
+    on popularity.video_duration_ms >= buckets.from_duration_ms
+    and (popularity.video_duration_ms < buckets.to_duration_ms or buckets.to_duration_ms is null)
+order by items.item_index
 """
+
+# The tune users' candidates (the pairs a choice is scored on), by item index.
+TUNE_PAIRS_SQL = """
+select g.user_id, items.item_index, g.is_relevant
+from int_ground_truth as g
+inner join int_item_index as items on g.video_id = items.video_id
+where g.split = 'tune'
+order by g.user_id, items.item_index
+"""
+
+# What the estimate reads, as row counts and sums of row hashes, resolved by name as the queries
+# above resolve them (a temp table that shadows one is what gets digested).
+INPUTS_DIGEST_SQL = "select " + " || '/' || ".join(
+    f"(select count(*) || ':' || coalesce(sum(hash(t)), 0) from {table} as t{where})"
+    for table, where in (
+        ("int_train_events", ""),
+        ("int_train_duration_thresholds", ""),
+        ("int_user_index", ""),
+        ("int_item_index", ""),
+        ("feat_video_popularity", ""),
+        ("int_label_buckets", ""),
+        ("int_ground_truth", " where split = 'tune'"),
+    )
+)
+
+
+def length_part(effect: np.ndarray, n_eff: np.ndarray, log_length, bucket) -> np.ndarray:
+    """L_v (module docstring): the fit of the video effect by a per-bucket intercept and one
+    slope in ln(length), weighted by n_eff, within buckets; NaN lengths and buckets are a bucket
+    of their own at the weighted mean length."""
+    weights = np.where(n_eff > 0, n_eff, 0.0)
+    length = np.asarray(log_length, dtype=np.float64)
+    total = weights.sum()
+    if total <= 0:
+        return np.zeros_like(effect)
+    known = np.isfinite(length)
+    typical = (weights[known] @ length[known]) / max(weights[known].sum(), 1e-300)
+    length = np.where(known, length, typical)
+    groups = np.where(np.isfinite(bucket), bucket, -1)
+    _, group = np.unique(groups, return_inverse=True)
+    group_weight = np.bincount(group, weights)
+    safe = np.where(group_weight > 0, group_weight, 1.0)
+    mean_length = np.bincount(group, weights * length) / safe
+    mean_effect = np.bincount(group, weights * effect) / safe
+    centred = length - mean_length[group]
+    spread = weights @ (centred * centred)
+    covariance = weights @ (centred * (effect - mean_effect[group]))
+    slope = float(covariance / spread) if spread > 0 else 0.0
+    return mean_effect[group] + slope * centred
+
+
+class Estimate(NamedTuple):
+    """The fitted effects of the chosen outcome and the scores of the chosen transfer."""
+
+    effects: VideoEffects
+    score: np.ndarray  # per item index (module docstring)
+    outcome: str
+    transfer: float
+    tune_ndcg: float | None  # NDCG@CHOICE_K of the choice on the tune users (None: not scored)
+    tune_users: int
+
+
+def transferred(effects: VideoEffects, length: np.ndarray, transfer: float, outcome: str):
+    """score_v of the module docstring; transfer 1 gives mu + b_v exactly, 0 mu + L_v."""
+    trained = effects.n_eff > 0
+    if transfer == 1.0:
+        linear = effects.effect
+    else:  # transfer 0 is the length part exactly (one length: the same score for all)
+        linear = length + transfer * (effects.effect - length)
+    linear = effects.mu + np.where(trained, linear, 0.0)
+    return _sigmoid(linear) if outcome == "engaged" else linear
+
+
+class TuneCandidates:
+    """The tune users' candidates as dense users x videos arrays, for NDCG@k of a score that is
+    the same for every user (ranks by score, ties to the smaller item index, as the build)."""
+
+    def __init__(self, users: np.ndarray, items: np.ndarray, relevant: np.ndarray, k: int):
+        user_rows, user_of_pair = np.unique(users, return_inverse=True)
+        self.columns, item_of_pair = np.unique(items, return_inverse=True)
+        shape = (len(user_rows), len(self.columns))
+        self.candidate = np.zeros(shape, dtype=bool)
+        self.candidate[user_of_pair, item_of_pair] = True
+        self.relevant = np.zeros(shape, dtype=bool)
+        self.relevant[user_of_pair, item_of_pair] = relevant
+        n_relevant = self.relevant.sum(axis=1)
+        self.keep = n_relevant > 0  # users with a relevant candidate, as eval_user_metrics
+        self.discounts = 1.0 / np.log2(np.arange(2, k + 2))
+        self.ideal = np.cumsum(self.discounts)[np.minimum(n_relevant, k)[self.keep] - 1]
+        self.k = k
+        self.n_users = int(self.keep.sum())
+
+    def ndcg(self, score: np.ndarray) -> float:
+        values = score[self.columns]
+        order = np.lexsort((self.columns, -values))
+        candidate = self.candidate[self.keep][:, order]
+        rank = np.cumsum(candidate, axis=1)  # 1-based rank of each candidate of the user
+        hit = candidate & self.relevant[self.keep][:, order] & (rank <= self.k)
+        gains = np.where(hit, self.discounts[np.minimum(rank, self.k) - 1], 0.0).sum(axis=1)
+        return float(np.mean(gains / self.ideal))
+
 
 # The last estimate of this process, by its settings and the digest of its inputs: two_stage
 # asks for the effects at the defaults right after video_quality fitted them in the same build
 # (6 s at full scale). An estimate is deterministic, so a hit gives what a refit would.
-_LAST_ESTIMATE: dict[str, VideoEffects] = {}
+_LAST_ESTIMATE: dict[str, Estimate] = {}
 
 
-def estimate(ctx: ModelContext) -> VideoEffects:
-    """The video effects of the training log with the settings of ctx (two_stage uses it too)."""
-    name = ctx.settings.get("outcome", DEFAULTS["outcome"])
-    if name not in OUTCOME_SQL:
+def estimate(ctx: ModelContext) -> Estimate:
+    """The effects and scores of the training log with the settings of ctx, "auto" settings
+    chosen on the tune users (two_stage uses the effects too)."""
+    settings = {**DEFAULTS, **ctx.settings}
+    name = str(settings["outcome"])
+    if name != "auto" and name not in OUTCOME_SQL:
         raise UserError(f"video_quality.outcome must be one of {', '.join(OUTCOMES)}, not {name!r}")
     digest = ctx.con.execute(INPUTS_DIGEST_SQL).fetchall()[0][0]
-    key = json.dumps({**DEFAULTS, **ctx.settings}, sort_keys=True, default=str) + digest
+    key = json.dumps(settings, sort_keys=True, default=str) + digest
     if key in _LAST_ESTIMATE:
         return _LAST_ESTIMATE[key]
-    columns = ctx.con.execute(PAIRS_SQL.format(outcome=OUTCOME_SQL[name])).fetchnumpy()
-    users, items = np.asarray(columns["user_index"]), np.asarray(columns["item_index"])
-    outcome = np.asarray(columns["outcome"])
+    outcomes = AUTO_OUTCOMES if name == "auto" else (name,)
+    auto_transfer = str(settings["transfer"]).strip().lower() == "auto"
+    transfers = TRANSFERS if auto_transfer else (float(settings["transfer"]),)
+    columns = ctx.con.execute(
+        PAIRS_SQL.format(outcomes=", ".join(f"{OUTCOME_SQL[o]} as {o}" for o in outcomes))
+    ).fetchnumpy()
+    users = np.asarray(columns["user_index"]).astype(np.int64)
+    items = np.asarray(columns["item_index"]).astype(np.int64)
     n_users, n_items = ctx.shape()
-    effects = fit_effects(
-        users.astype(np.int64),
-        items.astype(np.int64),
-        outcome.astype(np.float64),
-        n_users,
-        n_items,
-        ctx.settings,
-    )
-    for array in (effects.score, effects.effect, effects.se, effects.n_users, effects.n_eff):
+    lengths = ctx.con.execute(LENGTH_SQL).fetchnumpy()
+    log_length = np.asarray(lengths["log_length_s"], dtype=np.float64)
+    bucket = np.asarray(lengths["duration_bucket"], dtype=np.float64)
+    tune = None
+    if len(outcomes) * len(transfers) > 1:
+        pairs = ctx.con.execute(TUNE_PAIRS_SQL).fetchnumpy()
+        tune = TuneCandidates(
+            np.asarray(pairs["user_id"]),
+            np.asarray(pairs["item_index"]),
+            np.asarray(pairs["is_relevant"], dtype=bool),
+            CHOICE_K,
+        )
+        if tune.n_users == 0:
+            tune = None
+    best = None
+    for outcome in outcomes:
+        effects = fit_effects(
+            users,
+            items,
+            np.asarray(columns[outcome]).astype(np.float64),
+            n_users,
+            n_items,
+            {**settings, "outcome": outcome},
+        )
+        length = length_part(effects.effect, effects.n_eff, log_length, bucket)
+        # ties to the first outcome and the larger transfer (the effect as fitted)
+        for transfer in transfers[::-1] if tune is not None else (transfers[-1],):
+            score = transferred(effects, length, transfer, outcome)
+            value = tune.ndcg(score) if tune is not None else None
+            if best is None or (value is not None and value > best.tune_ndcg):
+                tune_users = tune.n_users if tune is not None else 0
+                best = Estimate(effects, score, outcome, transfer, value, tune_users)
+        del effects
+    if tune is None and len(outcomes) * len(transfers) > 1:
+        log.info(
+            "  %s: no tune user has a relevant video: outcome %s, transfer %g",
+            ctx.name,
+            best.outcome,
+            best.transfer,
+        )
+    for array in (*best.effects[:5], best.score):
         array.flags.writeable = False  # shared by every caller with the same key
     _LAST_ESTIMATE.clear()
-    _LAST_ESTIMATE[key] = effects
-    return effects
+    _LAST_ESTIMATE[key] = best
+    return best
 
 
 def run(ctx: ModelContext) -> None:
     started = time.perf_counter()
-    effects = estimate(ctx)
+    chosen = estimate(ctx)
     ctx.timings["fit_seconds"] = time.perf_counter() - started
-    _write(ctx, effects.score)
-    ctx.write_video_scores(effects.score)
+    ctx.chosen.update(outcome=chosen.outcome, transfer=f"{chosen.transfer:g}")
+    if chosen.tune_ndcg is not None:
+        ctx.chosen["tune_ndcg_at_10"] = f"{chosen.tune_ndcg:.4f}"
+        log.info(
+            "  %s: chose outcome %s, transfer %g: NDCG@%d %.4f on %d tune users",
+            ctx.name,
+            chosen.outcome,
+            chosen.transfer,
+            CHOICE_K,
+            chosen.tune_ndcg,
+            chosen.tune_users,
+        )
+    _write(ctx, chosen.score)
+    ctx.write_video_scores(chosen.score)
 
 
 def rescore(ctx: ModelContext) -> None:

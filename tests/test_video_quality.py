@@ -343,21 +343,176 @@ def test_an_estimate_is_reused_only_for_the_same_settings_and_inputs(tmp_path):
         module._LAST_ESTIMATE.clear()
         return estimate(settings)
 
-    first = fresh()
-    assert estimate() is first
+    first = fresh().effects
+    assert estimate().effects is first
     con.execute(
         "create temp table int_train_events as "
         "select * from main.int_train_events where user_id % 7 <> 0"
     )
-    shadowed = estimate()
+    shadowed = estimate().effects
     assert shadowed is not first
     assert not np.array_equal(shadowed.effect, first.effect)
-    np.testing.assert_array_equal(shadowed.effect, fresh().effect)
+    np.testing.assert_array_equal(shadowed.effect, fresh().effects.effect)
     con.execute("drop table temp.int_train_events")
-    np.testing.assert_array_equal(estimate().effect, first.effect)
-    other = estimate({**defaults, "prior_views": 5.0})
+    np.testing.assert_array_equal(estimate().effects.effect, first.effect)
+    other = estimate({**defaults, "prior_views": 5.0}).effects
     assert not np.array_equal(other.effect, first.effect)
-    np.testing.assert_array_equal(other.effect, fresh({**defaults, "prior_views": 5.0}).effect)
+    refit = fresh({**defaults, "prior_views": 5.0}).effects
+    np.testing.assert_array_equal(other.effect, refit.effect)
     with pytest.raises(ValueError):
         first.effect[0] = 0.0  # a shared result cannot be changed in place
     con.close()
+
+
+# --- transfer: how much of a video's logged effect carries over to the test matrix ----------
+def _video_quality_module():
+    from kuairec_db import runner
+
+    return runner.load_module(runner.discover()["video_quality"])
+
+
+LENGTHS = list(range(400, 440))
+FILLERS = list(range(500, 505))
+
+
+def context_world(folder, transfers: bool):
+    """40 videos from 3 to 60 s; a view plays about 7 s whatever the length, so within one of
+    the label's length buckets a shorter video is more often relevant. The feed gave each video
+    a context effect (sd 0.5) on top of that: with transfers=False it is in the log only (where
+    the feed placed the video), with True it is the video's own and the test matrix has it too.
+    Training users 0..199 saw every video; test users 200..299 see every one in the small
+    matrix (and only fillers in the big one)."""
+    rng = np.random.default_rng(21)
+    seconds = np.exp(np.linspace(np.log(3.0), np.log(60.0), len(LENGTHS)))
+    length_effect = dict(zip(LENGTHS, -np.log(seconds / 7.0)))
+    context = dict(zip(LENGTHS, rng.normal(0.0, 0.5, len(LENGTHS))))
+    big = [
+        (u, v, _ratio(rng, length_effect[v] + context[v], 0.3)) for u in range(200) for v in LENGTHS
+    ]
+    big += [(u, v, 1.0) for u in range(200, 300) for v in FILLERS]
+    test_context = context if transfers else dict.fromkeys(LENGTHS, 0.0)
+    small = [
+        (u, v, _ratio(rng, length_effect[v] + test_context[v], 0.3))
+        for u in range(200, 300)
+        for v in LENGTHS
+    ]
+    durations = {v: round(1000 * s) for v, s in zip(LENGTHS, seconds)}
+    return write_kuairec(folder, big, small, {**durations, **dict.fromkeys(FILLERS, 7_000)})
+
+
+def _info(con, key: str) -> str:
+    return con.execute("select value from build_info where key = ?", [key]).fetchall()[0][0]
+
+
+def _test_ndcg(con, model: str = "video_quality") -> float:
+    return con.execute(
+        "select value from eval_metrics where split = 'test' and k = 10 and metric = 'ndcg' "
+        "and model = ?",
+        [model],
+    ).fetchall()[0][0]
+
+
+def test_a_logged_effect_that_does_not_transfer_is_shrunk_to_the_length_part(tmp_path):
+    """The log's context effect is not in the test matrix: trusting the log (transfer 1) ranks
+    by it; the choice on the tune users keeps mostly the length part, and test users agree."""
+    data = context_world(tmp_path / "data", transfers=False)
+    (tmp_path / "auto").mkdir()
+    (tmp_path / "one").mkdir()
+    auto = build(tmp_path / "auto", data)
+    assert _info(auto, "model.video_quality.chosen.outcome") == "ratio"
+    assert float(_info(auto, "model.video_quality.chosen.transfer")) <= 0.3
+    assert 0 < float(_info(auto, "model.video_quality.chosen.tune_ndcg_at_10")) <= 1
+    trusting = build(tmp_path / "one", data, "--set", "video_quality.transfer=1")
+    assert _test_ndcg(auto) > _test_ndcg(trusting) + 0.1
+    assert _test_ndcg(auto) > _test_ndcg(auto, "popularity") + 0.1
+    auto.close()
+    trusting.close()
+
+
+def test_a_logged_effect_that_transfers_is_kept(tmp_path):
+    """The same world where the context is the video's own quality: the choice keeps much of
+    it, and test users agree against the length part alone (transfer 0)."""
+    data = context_world(tmp_path / "data", transfers=True)
+    (tmp_path / "auto").mkdir()
+    (tmp_path / "zero").mkdir()
+    auto = build(tmp_path / "auto", data)
+    assert float(_info(auto, "model.video_quality.chosen.transfer")) >= 0.4
+    length_only = build(tmp_path / "zero", data, "--set", "video_quality.transfer=0")
+    assert _test_ndcg(auto) > _test_ndcg(length_only) + 0.1
+    auto.close()
+    length_only.close()
+
+
+def test_length_part_is_the_within_bucket_fit_of_the_effect():
+    module = _video_quality_module()
+    # two buckets; effect = intercept of the bucket - 0.5 ln(length) exactly, one video unseen
+    log_length = np.array([1.0, 2.0, 3.0, 1.5, 2.5, np.nan])
+    bucket = np.array([1, 1, 1, 2, 2, np.nan])
+    effect = np.array([0.5, 0.0, -0.5, 1.25, 0.75, 0.0])
+    n_eff = np.array([3.0, 1.0, 2.0, 1.0, 4.0, 0.0])
+    part = module.length_part(effect, n_eff, log_length, bucket)
+    np.testing.assert_allclose(part[:5], effect[:5], atol=1e-12)
+    # off the line: the bucket intercepts and the common slope of weighted least squares,
+    # by hand: bucket 1 holds lengths 1, 2 (weights 1, 1), bucket 2 lengths 1, 3 (weights 1, 1)
+    part = module.length_part(
+        np.array([1.0, 0.0, 2.0, 0.0]),
+        np.ones(4),
+        np.array([1.0, 2.0, 1.0, 3.0]),
+        np.array([1, 1, 2, 2]),
+    )
+    # centred lengths -0.5, 0.5, -1, 1; effects centred 0.5, -0.5, 1, -1: slope = -2.5 / 2.5
+    np.testing.assert_allclose(part, [1.0, 0.0, 2.0, 0.0], atol=1e-12)
+    part = module.length_part(
+        np.array([0.0, 0.0, 2.0, 0.0]), np.ones(4), np.array([1.0, 2.0, 1.0, 3.0]), [1, 1, 2, 2]
+    )
+    # slope = (0 + 0 - 1 - 1) / 2.5 = -0.8; bucket means 0 and 1
+    np.testing.assert_allclose(part, [0.4, -0.4, 1.8, 0.2], atol=1e-12)
+
+
+def test_transfer_one_is_the_effect_as_fitted_and_zero_the_length_part():
+    module = _video_quality_module()
+    rng = np.random.default_rng(4)
+    effect = rng.normal(size=50)
+    n_eff = np.r_[rng.uniform(1, 9, 49), 0.0]
+    effects = module.VideoEffects(0.3 + effect, effect, np.ones(50), n_eff, n_eff, 0.3)
+    length = rng.normal(size=50)
+    one = module.transferred(effects, length, 1.0, "ratio")
+    assert np.array_equal(one[:49], 0.3 + effect[:49])  # bit for bit: the old scores
+    zero = module.transferred(effects, length, 0.0, "ratio")
+    np.testing.assert_allclose(zero[:49], 0.3 + length[:49], atol=1e-12)
+    assert one[49] == zero[49] == 0.3  # no training views: mu
+    engaged = module.transferred(effects, length, 0.4, "engaged")
+    linear = module.transferred(effects, length, 0.4, "ratio")
+    np.testing.assert_allclose(engaged, 1 / (1 + np.exp(-linear)), atol=1e-12)
+
+
+def test_the_choice_scores_ndcg_as_the_hybrid_does():
+    """TuneCandidates.ndcg against hybrid.ndcg_at (an independent implementation: per user,
+    sorting) on random candidates with tied scores, and one case by hand."""
+    from kuairec_db import runner
+
+    module = _video_quality_module()
+    hybrid = runner.load_module(runner.discover()["hybrid"])
+    rng = np.random.default_rng(8)
+    users, items, relevant = [], [], []
+    for user in range(30):
+        chosen = np.sort(rng.choice(40, size=rng.integers(1, 40), replace=False))
+        users += [user] * len(chosen)
+        items += chosen.tolist()
+        relevant += (rng.random(len(chosen)) < rng.uniform(0, 0.6)).tolist()
+    users, items, relevant = np.array(users), np.array(items), np.array(relevant)
+    for k in (1, 3, 10):
+        tune = module.TuneCandidates(users, items, relevant, k)
+        for _ in range(5):
+            score = rng.integers(0, 6, 40).astype(float)  # many ties: to the smaller index
+            n_relevant = {u: int(relevant[users == u].sum()) for u in range(30)}
+            expected = hybrid.ndcg_at(score[items], relevant, users, items, n_relevant, k)
+            assert tune.ndcg(score) == pytest.approx(expected, abs=1e-12)
+    # user 0: candidates 0, 1, 2, relevant 2; user 1: candidates 1, 2, relevant 1 and 2
+    tune = module.TuneCandidates(
+        np.array([0, 0, 0, 1, 1]), np.array([0, 1, 2, 1, 2]), np.array([0, 0, 1, 1, 1], bool), 2
+    )
+    score = np.array([3.0, 2.0, 1.0])  # user 0 ranks 0, 1 first: 0; user 1 gets both: 1
+    assert tune.ndcg(score) == pytest.approx(0.5)
+    score = np.array([1.0, 2.0, 2.0])  # user 0: 1 then 2 (tie to the smaller): 1 / log2(3)
+    assert tune.ndcg(score) == pytest.approx((1 / np.log2(3) + 1.0) / 2)
