@@ -122,7 +122,6 @@ SETTING_TYPES = {
 
 SEARCH_SPACE = {
     "outcome": list(OUTCOMES),
-    "transfer": ["auto", 1.0],
     "clip": [0.001, 0.01, 0.05, 0.2, 1.0],
     "prior_views": [5.0, 20.0, 50.0, 100.0, 300.0, 1000.0],
     "user_prior": [1.0, 5.0, 20.0],
