@@ -400,18 +400,19 @@ class TuneCandidates:
         self.relevant = np.zeros(shape, dtype=bool)
         self.relevant[user_of_pair, item_of_pair] = relevant
         n_relevant = self.relevant.sum(axis=1)
-        self.keep = n_relevant > 0  # users with a relevant candidate, as eval_user_metrics
+        keep = n_relevant > 0  # users with a relevant candidate, as eval_user_metrics
+        self.candidate, self.relevant = self.candidate[keep], self.relevant[keep]
         self.discounts = 1.0 / np.log2(np.arange(2, k + 2))
-        self.ideal = np.cumsum(self.discounts)[np.minimum(n_relevant, k)[self.keep] - 1]
+        self.ideal = np.cumsum(self.discounts)[np.minimum(n_relevant[keep], k) - 1]
         self.k = k
-        self.n_users = int(self.keep.sum())
+        self.n_users = int(keep.sum())
 
     def ndcg(self, score: np.ndarray) -> float:
         values = score[self.columns]
         order = np.lexsort((self.columns, -values))
-        candidate = self.candidate[self.keep][:, order]
+        candidate = self.candidate[:, order]
         rank = np.cumsum(candidate, axis=1)  # 1-based rank of each candidate of the user
-        hit = candidate & self.relevant[self.keep][:, order] & (rank <= self.k)
+        hit = candidate & self.relevant[:, order] & (rank <= self.k)
         gains = np.where(hit, self.discounts[np.minimum(rank, self.k) - 1], 0.0).sum(axis=1)
         return float(np.mean(gains / self.ideal))
 
@@ -454,8 +455,14 @@ def estimate(ctx: ModelContext) -> Estimate:
             np.asarray(pairs["is_relevant"], dtype=bool),
             CHOICE_K,
         )
-        if tune.n_users == 0:
-            tune = None
+        if tune.n_users == 0:  # nothing to choose on: the first outcome, the largest transfer
+            outcomes, transfers, tune = outcomes[:1], transfers[-1:], None
+            log.info(
+                "  %s: no tune user has a relevant video: outcome %s, transfer %g",
+                ctx.name,
+                outcomes[0],
+                transfers[0],
+            )
     best = None
     for outcome in outcomes:
         effects = fit_effects(
@@ -467,21 +474,12 @@ def estimate(ctx: ModelContext) -> Estimate:
             {**settings, "outcome": outcome},
         )
         length = length_part(effects.effect, effects.n_eff, log_length, bucket)
-        # ties to the first outcome and the larger transfer (the effect as fitted)
-        for transfer in transfers[::-1] if tune is not None else (transfers[-1],):
+        for transfer in transfers[::-1]:  # ties to the first outcome and the larger transfer
             score = transferred(effects, length, transfer, outcome)
             value = tune.ndcg(score) if tune is not None else None
             if best is None or (value is not None and value > best.tune_ndcg):
                 tune_users = tune.n_users if tune is not None else 0
                 best = Estimate(effects, score, outcome, transfer, value, tune_users)
-        del effects
-    if tune is None and len(outcomes) * len(transfers) > 1:
-        log.info(
-            "  %s: no tune user has a relevant video: outcome %s, transfer %g",
-            ctx.name,
-            best.outcome,
-            best.transfer,
-        )
     for array in (*best.effects[:5], best.score):
         array.flags.writeable = False  # shared by every caller with the same key
     _LAST_ESTIMATE.clear()
