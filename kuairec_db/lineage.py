@@ -44,23 +44,31 @@ def rows(
 
     by_name = {s.name: s for s in all_stages}
     known = set(by_name) | set(stages.CONTRACT_TABLES)
-    files_of: dict[str, set[str]] = {}
+    edges: dict[str, set[str]] = {}
+
+    def reads_of(name: str) -> set[str]:
+        if name not in edges:
+            if name in by_name:
+                edges[name] = stages.dependencies(by_name[name], known)
+            elif name in stages.CONTRACT_TABLES:
+                edges[name] = {d for m in models for d in model_dependencies(m, set(by_name))}
+            else:
+                edges[name] = set()
+        return edges[name]
 
     def input_files(name: str) -> set[str]:
-        if name not in files_of:
-            # the contract tables feed models that write them again (hybrid, two_stage):
-            # a relation seen again while its own files are being gathered adds nothing
-            files_of[name] = found = set()
-            if name.startswith("stg_") and name[4:] in SOURCES:
-                found.add(SOURCES[name[4:]][0])
-            if name in by_name:
-                for dep in stages.dependencies(by_name[name], known):
-                    found |= input_files(dep)
-            elif name in stages.CONTRACT_TABLES:
-                for model in models:
-                    for dep in model_dependencies(model, set(by_name)):
-                        found |= input_files(dep)
-        return files_of[name]
+        # everything NAME reaches, walked afresh: the contract tables feed models that write
+        # them again (hybrid, two_stage), and a memo of a half-walked cycle would lose files
+        seen, todo, found = {name}, [name], set()
+        while todo:
+            current = todo.pop()
+            if current.startswith("stg_") and current[4:] in SOURCES:
+                found.add(SOURCES[current[4:]][0])
+            for dep in reads_of(current):
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        return found
 
     out = []
     for stage in all_stages:
