@@ -529,6 +529,10 @@ def run(ctx: ModelContext) -> None:
     ctx.timings["fit_seconds"] = time.perf_counter() - started
     cv = f"{blend.cv_ndcg:.4f}" if blend.cv_ndcg is not None else "not cross-validated"
     chosen = f"the blend (l2 {blend.l2:g})" if blend.source == "blend" else f"{blend.source} alone"
+    # in build_info (model.hybrid.chosen.*), beside two_stage's held-out NDCG@10
+    ctx.chosen.update(source=blend.source, cv_ndcg_at_10=cv)
+    if blend.l2 is not None:
+        ctx.chosen["l2"] = f"{blend.l2:g}"
     log.info(
         "  %s: inputs %s; fitted on %d tune users; cross-validated NDCG@%d on tune users %s, "
         "chose %s; its tune-user metrics are IN-SAMPLE: report test users",

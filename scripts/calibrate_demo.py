@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "kuairec-real"
@@ -90,10 +91,14 @@ def _als(
     eye = lam * np.eye(rank)
 
     def solve(rows: np.ndarray, n: int, f: np.ndarray) -> np.ndarray:
-        gram = np.zeros((n, rank, rank))
-        np.add.at(gram, rows, f[:, :, None] * f[:, None, :])
-        rhs = np.zeros((n, rank))
-        np.add.at(rhs, rows, f * e[:, None])
+        # per-row sums of outer products and right-hand sides, as one sparse product
+        owner = scipy.sparse.csr_matrix(
+            (np.ones(len(rows)), (rows, np.arange(len(rows)))), (n, len(rows))
+        )
+        gram = (owner @ (f[:, :, None] * f[:, None, :]).reshape(len(rows), -1)).reshape(
+            n, rank, rank
+        )
+        rhs = owner @ (f * e[:, None])
         return np.linalg.solve(gram + eye, rhs[:, :, None])[:, :, 0]
 
     for _ in range(15):

@@ -9,16 +9,21 @@ import pytest
 from tests.conftest import run_cli
 
 
-def test_bench_measures_floor_build_noop_and_growth(tmp_path):
+def test_bench_measures_floor_build_noop_growth_and_every_model(tmp_path):
+    """One run of two tiny scales: the yardsticks of every scale, the growth between them, and
+    the model yardsticks at the larger scale only (the largest up to 1.0)."""
     out = tmp_path / "bench-out"
+    # the full catalogue even at 0.01: ease's 10,728-video inverse alone takes minutes, so the
+    # test picks models (the default is every model)
+    models = "popularity,als,itemknn,hybrid"
     result = run_cli(
-        "bench", "--scale", "0.01,0.02", "--no-model-floors", "--out", str(out), cwd=tmp_path
+        "bench", "--scale", "0.005,0.01", "--models", models, "--out", str(out), cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "bench.json").read_text())
     assert report["machine"]
     results = {r["scale"]: r for r in report["results"]}
-    assert set(results) == {0.01, 0.02}
+    assert set(results) == {0.005, 0.01}
     for r in results.values():
         assert r["floor_seconds"] == r["scan_seconds"] + r["als_fit_seconds"] > 0
         assert r["build_seconds"] > r["noop_rebuild_seconds"] > 0
@@ -35,40 +40,26 @@ def test_bench_measures_floor_build_noop_and_growth(tmp_path):
         assert r["pandas_seconds"] > 0 and r["pandas_peak_rss_mb"] > 50
         assert r["build_over_pandas"] == r["build_seconds"] / r["pandas_seconds"]
         assert r["build_rss_over_pandas"] == r["build_peak_rss_mb"] / r["pandas_peak_rss_mb"]
+        assert r["build_cpu_seconds"] > 0 and r["pandas_cpu_seconds"] > 0
+        assert r["build_cpu_over_pandas"] == r["build_cpu_seconds"] / r["pandas_cpu_seconds"]
     # the full catalogue at every scale: twice the users, about twice the data
     sizes = {
         scale: (out / f"data-{scale}-full-catalogue" / "big_matrix.csv").stat().st_size
         for scale in results
     }
-    assert 1.6 < sizes[0.02] / sizes[0.01] < 2.4
-    for r in results.values():
-        assert r["build_cpu_seconds"] > 0 and r["pandas_cpu_seconds"] > 0
-        assert r["build_cpu_over_pandas"] == r["build_cpu_seconds"] / r["pandas_cpu_seconds"]
+    assert 1.6 < sizes[0.01] / sizes[0.005] < 2.4
     # item 5: the growth from one scale to the next, per doubling of the data
     (step,) = report["growth"]
-    assert (step["from_scale"], step["to_scale"]) == (0.01, 0.02)
+    assert (step["from_scale"], step["to_scale"]) == (0.005, 0.01)
     assert step["build_time_per_doubling"] == (
-        results[0.02]["build_seconds"] / results[0.01]["build_seconds"]
+        results[0.01]["build_seconds"] / results[0.005]["build_seconds"]
     )
     assert 1.6 < step["big_matrix_rows_per_doubling"] < 2.4
-    markdown = (out / "bench.md").read_text()
-    assert "| 0.02 |" in markdown and "| 0.01 -> 0.02 |" in markdown
-    assert "build / pandas (time)" in markdown and "| model / floor |" not in markdown
-    assert markdown in result.stdout
 
-
-def test_bench_measures_every_model_against_its_library_floor(tmp_path):
-    out = tmp_path / "bench-out"
-    # the full catalogue even at 0.01: ease's 10,728-video inverse alone takes minutes, so the
-    # test picks models (the default is every model)
-    models = "popularity,als,itemknn,hybrid"
-    result = run_cli(
-        "bench", "--scale", "0.01", "--models", models, "--out", str(out), cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    (full,) = json.loads((out / "bench.json").read_text())["results"]
-    # the models in one build, and each library model against the bare library fit and top-N
-    # of every user with the same settings
+    # the model yardsticks at 0.01 only: the models in one build, and each library model
+    # against the bare library fit and top-N of every user with the same settings
+    assert "models" not in results[0.005] and "workflow" not in results[0.005]
+    full = results[0.01]
     assert full["all_models_build_seconds"] > 0 and full["all_models_build_peak_rss_mb"] > 50
     models = full["models"]
     assert set(models) == {"popularity", "als", "itemknn", "hybrid"}
@@ -89,12 +80,16 @@ def test_bench_measures_every_model_against_its_library_floor(tmp_path):
         sum(w["tune_trial_seconds"]) / 2 / w["als_fit_seconds"]
     )
     assert sorted(p.name for p in out.glob("*.duckdb")) == [
+        "bench-0.005.duckdb",
         "bench-0.01-all-models.duckdb",
         "bench-0.01.duckdb",
     ]
     markdown = (out / "bench.md").read_text()
-    assert "| model / floor |" in markdown and "\n| itemknn |" in markdown
+    assert "| 0.01 |" in markdown and "| 0.005 -> 0.01 |" in markdown
+    assert "build / pandas (time)" in markdown
+    assert markdown.count("| model / floor |") == 1 and "\n| itemknn |" in markdown
     assert "The workflow on that build: exposure-study (5 repeats" in markdown
+    assert markdown in result.stdout
 
 
 def test_bench_refuses_an_unknown_model(tmp_path):

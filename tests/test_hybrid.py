@@ -272,3 +272,18 @@ def test_hybrid_is_deterministic_and_ignores_test_labels(demo_copy, built_db):
     con = _rerun(demo_copy, settings)
     assert {t: _rows(con, t) for t in built} == built
     con.close()
+
+
+def test_the_cross_validated_choice_is_in_build_info(db_con):
+    """What hybrid chose on the tune users, and its cross-validated NDCG@10, are queryable
+    beside two_stage's held-out NDCG@10 (the two_stage-or-hybrid decision)."""
+    info = dict(
+        db_con.execute(
+            "select key, value from build_info where key like 'model.hybrid.chosen.%'"
+        ).fetchall()
+    )
+    inputs = {r[0] for r in db_con.execute("select distinct model from recommendations").fetchall()}
+    source = info["model.hybrid.chosen.source"]
+    assert source == "blend" or source in inputs - {"hybrid"}
+    assert ("model.hybrid.chosen.l2" in info) == (source == "blend")
+    assert 0 < float(info["model.hybrid.chosen.cv_ndcg_at_10"]) <= 1
