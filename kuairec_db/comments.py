@@ -42,13 +42,23 @@ def apply_comments(
             "where table_catalog = current_database()"
         ).fetchall()
     }
+    statements = []
     for name, entry in catalog.items():
         if name not in kinds or (wanted is not None and name not in wanted):
             continue
-        con.execute(f"comment on {kinds[name]} {name} is {quote(entry['description'])}")
+        statements.append(f"comment on {kinds[name]} {name} is {quote(entry['description'])}")
         for column, text in entry.get("columns", {}).items():
             if (name, column) in columns:
-                con.execute(f"comment on column {name}.{column} is {quote(text)}")
+                statements.append(f"comment on column {name}.{column} is {quote(text)}")
+    # one transaction, not a commit (a write of the database file) per statement
+    con.begin()
+    try:
+        for statement in statements:
+            con.execute(statement)
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
 
 
 def quote(text: str) -> str:

@@ -127,8 +127,16 @@ def needed_tables(all_stages: list[stages.Stage], models: list[runner.Model]) ->
 # The code a model runs
 
 
-def _imports(path: Path) -> tuple[set[str], set[str]]:
+def _imports(path: Path) -> tuple[frozenset[str], frozenset[str]]:
     """(kuairec_db modules, other top-level modules) a Python file imports, anywhere in it."""
+    st = path.stat()
+    return _parsed_imports(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.cache
+def _parsed_imports(path: Path, mtime_ns: int, size: int) -> tuple[frozenset[str], frozenset[str]]:
+    """_imports of PATH as it is at (MTIME_NS, SIZE): every model of a build shares the runner's
+    modules, parsed once."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     ours: set[str] = set()
     others: set[str] = set()
@@ -148,7 +156,7 @@ def _imports(path: Path) -> tuple[set[str], set[str]]:
                     ours.add(parts[1])
             else:
                 others.add(parts[0])
-    return ours, others
+    return frozenset(ours), frozenset(others)
 
 
 def code_run(paths: list[Path]) -> tuple[list[Path], set[str]]:
@@ -173,12 +181,24 @@ def _distributions() -> dict[str, list[str]]:
     return importlib.metadata.packages_distributions()  # reads every installed package once
 
 
+@functools.cache
+def _named_like(module: str) -> list[str]:
+    """[the installed distribution named as MODULE is (numpy, duckdb, implicit ...)], unless
+    its top_level.txt says it provides other modules; else []. Reads one package's metadata,
+    where packages_distributions reads every installed package's file list."""
+    try:
+        dist = importlib.metadata.distribution(module)
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    top_level = (dist.read_text("top_level.txt") or "").split()
+    return [dist.metadata["Name"]] if not top_level or module in top_level else []
+
+
 def library_versions(modules: set[str]) -> dict[str, str]:
     """Installed distribution and version of each importable top-level module in MODULES."""
-    by_module = _distributions()
     out = {}
     for module in sorted(modules):
-        for dist in by_module.get(module, []):
+        for dist in _named_like(module) or _distributions().get(module, []):
             try:
                 out[dist] = importlib.metadata.version(dist)
             except importlib.metadata.PackageNotFoundError:

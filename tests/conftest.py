@@ -37,6 +37,18 @@ def demo_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_demo_dir(tmp_path_factory) -> Path:
+    """The demo at scale 0.02 (144 users, 215 videos), written once per test session: for tests
+    of what a build redoes, keeps or refuses, where the numbers do not matter and a build of
+    the default scale would only cost time."""
+    from kuairec_db import demo
+
+    out = tmp_path_factory.mktemp("small-demo") / "data"
+    demo.generate(out, scale=0.02, seed=7)
+    return out
+
+
+@pytest.fixture(scope="session")
 def built_db(tmp_path_factory, demo_dir) -> Path:
     """A database built by the CLI from the demo files (every model, the opt-in ones too,
     default settings)."""

@@ -236,8 +236,8 @@ def _zip_demo(demo_dir: Path, archive: Path, prefix: str = "KuaiRec 2.0/data/") 
     return archive
 
 
-def test_build_from_zip_and_found_without_data_flag(tmp_path, demo_dir):
-    _zip_demo(demo_dir, tmp_path / "KuaiRec.zip")
+def test_build_from_zip_and_found_without_data_flag(tmp_path, small_demo_dir):
+    _zip_demo(small_demo_dir, tmp_path / "KuaiRec.zip")
     result = run_cli("build", "--models", "popularity", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "SYNTHETIC" not in result.stderr
@@ -254,9 +254,9 @@ def test_build_from_zip_and_found_without_data_flag(tmp_path, demo_dir):
     ]
 
 
-def test_build_from_unpacked_archive_folder_and_env(tmp_path, demo_dir):
+def test_build_from_unpacked_archive_folder_and_env(tmp_path, small_demo_dir):
     data = tmp_path / "somewhere" / "KuaiRec 2.0" / "data"
-    shutil.copytree(demo_dir, data)
+    shutil.copytree(small_demo_dir, data)
     db = tmp_path / "out.duckdb"
     result = run_cli(
         "build",
@@ -273,9 +273,9 @@ def test_build_from_unpacked_archive_folder_and_env(tmp_path, demo_dir):
     assert location[0] == str(data)
 
 
-def test_crlf_files_are_read(tmp_path, demo_dir):
+def test_crlf_files_are_read(tmp_path, small_demo_dir):
     data = tmp_path / "crlf"
-    shutil.copytree(demo_dir, data)
+    shutil.copytree(small_demo_dir, data)
     for name in ("item_categories.csv", "user_features.csv"):
         raw = (data / name).read_bytes().replace(b"\n", b"\r\n")
         (data / name).write_bytes(raw)
@@ -284,7 +284,7 @@ def test_crlf_files_are_read(tmp_path, demo_dir):
     assert result.returncode == 0, result.stderr
     con = duckdb.connect(str(db), read_only=True)
     n = con.execute("select count(*) from stg_item_categories").fetchone()[0]
-    assert n == sum(1 for _ in open(demo_dir / "item_categories.csv")) - 1
+    assert n == sum(1 for _ in open(small_demo_dir / "item_categories.csv")) - 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,10 +366,12 @@ def previous_db(tmp_path, built_db):
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_one_line_and_previous_database_intact(case, tmp_path, demo_dir, previous_db):
+def test_bad_input_one_line_and_previous_database_intact(
+    case, tmp_path, small_demo_dir, previous_db
+):
     breaker, fragments = BAD_INPUTS[case]
     data = tmp_path / "data"
-    shutil.copytree(demo_dir, data)
+    shutil.copytree(small_demo_dir, data)
     breaker(data)
     before = md5(previous_db)
     result = run_cli("build", "--data", str(data), "--db", str(previous_db))
@@ -380,7 +382,7 @@ def test_bad_input_one_line_and_previous_database_intact(case, tmp_path, demo_di
     assert con.execute("select count(*) from recommendations").fetchone()[0] > 0
 
 
-def test_bad_zip_files(tmp_path, demo_dir, previous_db):
+def test_bad_zip_files(tmp_path, small_demo_dir, previous_db):
     garbage = tmp_path / "KuaiRec.zip"
     garbage.write_bytes(b"this is not a zip archive\n" * 10)
     assert_one_line_error(
@@ -388,13 +390,13 @@ def test_bad_zip_files(tmp_path, demo_dir, previous_db):
         "KuaiRec.zip",
         "not a zip",
     )
-    good = _zip_demo(demo_dir, tmp_path / "good.zip")
+    good = _zip_demo(small_demo_dir, tmp_path / "good.zip")
     cut = tmp_path / "cut.zip"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     assert_one_line_error(run_cli("build", "--data", str(cut), "--db", str(previous_db)), "cut.zip")
     partial = tmp_path / "partial.zip"
     with zipfile.ZipFile(partial, "w") as zf:
-        zf.write(demo_dir / "big_matrix.csv", "KuaiRec 2.0/data/big_matrix.csv")
+        zf.write(small_demo_dir / "big_matrix.csv", "KuaiRec 2.0/data/big_matrix.csv")
     assert_one_line_error(
         run_cli("build", "--data", str(partial), "--db", str(previous_db)),
         "partial.zip",
@@ -515,10 +517,10 @@ def test_same_data_and_settings_give_identical_relations_on_any_thread_count(
     assert differ == {}
 
 
-def test_input_that_is_not_a_readable_file(tmp_path, demo_dir):
+def test_input_that_is_not_a_readable_file(tmp_path, small_demo_dir):
     # (Tests run as root in CI, where a chmod 000 file is still readable: use a folder instead.)
     data = tmp_path / "data"
-    shutil.copytree(demo_dir, data)
+    shutil.copytree(small_demo_dir, data)
     (data / "social_network.csv").unlink()
     (data / "social_network.csv").mkdir()
     assert_one_line_error(
@@ -526,7 +528,7 @@ def test_input_that_is_not_a_readable_file(tmp_path, demo_dir):
     )
 
 
-def test_settings_file_is_applied_and_checked(tmp_path, demo_dir):
+def test_settings_file_is_applied_and_checked(tmp_path, small_demo_dir):
     db = tmp_path / "k.duckdb"
     good = tmp_path / "settings.toml"
     # a section for a model this build does not run is kept for later builds (a section naming
@@ -535,7 +537,7 @@ def test_settings_file_is_applied_and_checked(tmp_path, demo_dir):
     result = run_cli(
         "build",
         "--data",
-        str(demo_dir),
+        str(small_demo_dir),
         "--db",
         str(db),
         "--models",

@@ -78,7 +78,7 @@ def test_kill_9_mid_build_leaves_previous_database_and_next_build_cleans_up(
     assert leftovers(tmp_path) == []
 
 
-def test_reader_keeps_its_view_during_a_rebuild(tmp_path, demo_dir, built_db):
+def test_reader_keeps_its_view_during_a_rebuild(tmp_path, small_demo_dir, built_db):
     db = tmp_path / "kuairec.duckdb"
     shutil.copy(built_db, db)
     reader = duckdb.connect(str(db), read_only=True)
@@ -87,7 +87,9 @@ def test_reader_keeps_its_view_during_a_rebuild(tmp_path, demo_dir, built_db):
     ).fetchall()
     assert len(models_before) >= 2
 
-    result = run_cli("build", "--data", str(demo_dir), "--db", str(db), "--models", "popularity")
+    result = run_cli(
+        "build", "--data", str(small_demo_dir), "--db", str(db), "--models", "popularity"
+    )
     assert result.returncode == 0, result.stderr
 
     # The old reader still sees the old file; a new reader sees the new build.

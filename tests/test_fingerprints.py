@@ -21,15 +21,15 @@ MODELS = "popularity,als"
 
 
 @pytest.fixture()
-def checkout(tmp_path, demo_dir):
+def checkout(tmp_path, small_demo_dir):
     """(checkout copy, data, db): a copy of the project and a first build by it."""
     copy = tmp_path / "checkout"
     for folder in ("kuairec_db", "sql", "models"):
         shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
     db = tmp_path / "kuairec.duckdb"
-    first = build_in(copy, demo_dir, db)
+    first = build_in(copy, small_demo_dir, db)
     assert {"model:als", "model:popularity", "int_ground_truth"} <= recomputed(first.stderr)
-    return copy, demo_dir, db
+    return copy, small_demo_dir, db
 
 
 def cli_in(copy: Path, *args: str):
@@ -173,9 +173,9 @@ def test_explain_names_changed_settings_and_variables_and_builds_nothing(checkou
     assert "--force" in explained(explain_in(copy, data, db, "--force"))["model:als"]
 
 
-def test_explain_without_a_database_creates_nothing(tmp_path, demo_dir):
+def test_explain_without_a_database_creates_nothing(tmp_path, small_demo_dir):
     db = tmp_path / "none.duckdb"
-    result = run_cli("build", "--data", str(demo_dir), "--db", str(db), "--explain")
+    result = run_cli("build", "--data", str(small_demo_dir), "--db", str(db), "--explain")
     assert result.returncode == 0, result.stderr
     assert "everything would be built (it does not exist)" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # not even the lock file

@@ -19,10 +19,10 @@ def recomputed(stderr: str) -> set[str]:
 
 
 @pytest.fixture()
-def fresh(tmp_path, demo_dir):
+def fresh(tmp_path, small_demo_dir):
     """A private copy of the demo data and a full build of it with two models."""
     data = tmp_path / "data"
-    shutil.copytree(demo_dir, data)
+    shutil.copytree(small_demo_dir, data)
     db = tmp_path / "kuairec.duckdb"
     first = run_cli("build", "--data", str(data), "--db", str(db), "--models", "popularity,als")
     assert first.returncode == 0, first.stderr

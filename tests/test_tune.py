@@ -235,13 +235,15 @@ def test_every_search_space_names_real_settings():
             assert all(type(v) is type(defaults[key]) for v in values), (model.name, key)
 
 
-def test_by_default_only_the_databases_models_are_tuned(tmp_path, demo_dir):
+def test_by_default_only_the_databases_models_are_tuned(tmp_path, small_demo_dir):
     db = tmp_path / "k.duckdb"
-    built = run_cli("build", "--data", str(demo_dir), "--db", str(db), "--models", "popularity")
+    built = run_cli(
+        "build", "--data", str(small_demo_dir), "--db", str(db), "--models", "popularity"
+    )
     assert built.returncode == 0, built.stderr
     one_line_error(run_cli("tune", "--db", str(db)), "popularity", "no", "settings to tune")
     built = run_cli(
-        "build", "--data", str(demo_dir), "--db", str(db), "--models", "popularity,itemknn"
+        "build", "--data", str(small_demo_dir), "--db", str(db), "--models", "popularity,itemknn"
     )
     assert built.returncode == 0, built.stderr
     result = run_cli("tune", "--db", str(db), "--budget", "2", "--write", str(tmp_path / "s.toml"))

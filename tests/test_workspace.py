@@ -26,10 +26,10 @@ def test_remove_leftovers_knows_the_files_by_one_naming_rule(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def small_db(tmp_path_factory, demo_dir):
+def small_db(tmp_path_factory, small_demo_dir):
     db = tmp_path_factory.mktemp("small") / "kuairec.duckdb"
     result = run_cli(
-        "build", "--data", str(demo_dir), "--db", str(db), "--models", "popularity,als",
+        "build", "--data", str(small_demo_dir), "--db", str(db), "--models", "popularity,als",
         "--bootstrap", "20",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
