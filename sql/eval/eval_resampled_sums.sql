@@ -11,15 +11,24 @@
 -- of its series has; per series the values, per cell and replicate the weights and signs, as
 -- vectors over the cell's users in user_id order, multiplied with list_dot_product (no row per
 -- user and replicate). A series is joined only when it has every user of its cell (equal
--- counts), so the vectors line up. Splits tune and test are strata: their sums add up to a
--- split 'all' row (eval_intervals checks that its n_users is the series' whole count).
+-- counts), so the vectors line up. Splits tune and test are strata: a split 'all' series is
+-- their users together, in one vector (the sum of the two strata's sums, without a group-by
+-- of every replicate's rows; eval_intervals checks that its n_users is the whole count).
 -- Every sum runs in user_id order (a list), so it is the same bits on any number of threads.
 with
 
 -- not materialized: a view that wants one relation's series (eval_metrics_ci, eval_paired)
 -- then reads only those
-user_values as not materialized (
+split_values as not materialized (
     select * from eval_user_values
+),
+
+user_values as not materialized (
+    select * from split_values
+    union all
+    select * replace ('all' as split)
+    from split_values
+    where split in ('tune', 'test')
 ),
 
 resamples as (
@@ -99,30 +108,8 @@ split_sums as (
             and value_series.n_users = resample_vectors.n_users
 ),
 
-strata_sums as (
-    select
-        relation,
-        model,
-        'all' as split,
-        segment_kind,
-        segment,
-        k,
-        metric,
-        replicate,
-        sum(weighted_sum) as weighted_sum,
-        sum(weight_sum) as weight_sum,
-        sum(signed_sum) as signed_sum,
-        sum(value_sum) as value_sum,
-        sum(n_users) as n_users
-    from split_sums
-    where split in ('tune', 'test')
-    group by all
-),
-
 final as (
     select * from split_sums
-    union all
-    select * from strata_sums
 )
 
 select * from final
