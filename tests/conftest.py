@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -54,13 +55,24 @@ def built_db(tmp_path_factory, demo_dir) -> Path:
     default settings)."""
     from kuairec_db import hooks
 
-    folder = tmp_path_factory.mktemp("built")
+    # one build for all xdist workers (the tests only read it): the first to take the lock
+    # builds, the others wait for it rather than build the same file at the same time
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    folder = shared / "built-every-model"
+    folder.mkdir(exist_ok=True)
     db = folder / "kuairec.duckdb"
-    every_model = ",".join(hooks.discover())
-    result = run_cli(
-        "build", "--data", str(demo_dir), "--db", str(db), "--models", every_model, cwd=folder
-    )
-    assert result.returncode == 0, result.stderr
+    with open(shared / "built-every-model.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "done").exists():
+            every_model = ",".join(hooks.discover())
+            result = run_cli(
+                "build", "--data", str(demo_dir), "--db", str(db), "--models", every_model,
+                cwd=folder,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            (folder / "done").touch()
     return db
 
 

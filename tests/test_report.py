@@ -36,15 +36,21 @@ def studied_db(built_db, tmp_path_factory) -> Path:
     return db
 
 
+@pytest.fixture(scope="module")
+def studied_report(studied_db, tmp_path_factory) -> Path:
+    """The report of studied_db, written once for the tests that read or render it."""
+    out = tmp_path_factory.mktemp("studied-report") / "report.html"
+    result = run_cli("report", "--db", str(studied_db), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 def _images(page: str) -> list[str]:
     return re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
 
 
-def test_report_of_a_studied_database_has_every_section_and_plot(studied_db, tmp_path):
-    out = tmp_path / "report.html"
-    result = run_cli("report", "--db", str(studied_db), "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    page = out.read_text(encoding="utf-8")
+def test_report_of_a_studied_database_has_every_section_and_plot(studied_report):
+    page = studied_report.read_text(encoding="utf-8")
     for _, title in SECTIONS:
         assert f"<h2>{title}</h2>" in page, title
     images = _images(page)
@@ -120,11 +126,10 @@ def _chromium() -> str | None:
 
 
 @pytest.mark.skipif(_chromium() is None, reason="no chromium (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(studied_db, tmp_path):
+def test_report_renders_in_headless_chromium(studied_report, tmp_path):
     from PIL import Image  # comes with matplotlib
 
-    out = tmp_path / "report.html"
-    assert run_cli("report", "--db", str(studied_db), "--out", str(out)).returncode == 0
+    out = studied_report
     png = tmp_path / "report.png"
     subprocess.run(
         ["bash", str(ROOT / "scripts" / "screenshot_report.sh"), str(out), str(png), "1280x3000"],
@@ -150,11 +155,10 @@ def _last_ink_row(image) -> int:
 
 
 @pytest.mark.skipif(_chromium() is None, reason="no chromium (apt-get install chromium)")
-def test_screenshot_takes_the_whole_page_by_default(studied_db, tmp_path):
+def test_screenshot_takes_the_whole_page_by_default(studied_report, tmp_path):
     from PIL import Image
 
-    out = tmp_path / "report.html"
-    assert run_cli("report", "--db", str(studied_db), "--out", str(out)).returncode == 0
+    out = studied_report
     png = tmp_path / "whole.png"
     subprocess.run(
         ["bash", str(ROOT / "scripts" / "screenshot_report.sh"), str(out), str(png)],
