@@ -129,10 +129,15 @@ def _chromium() -> str | None:
 def test_report_renders_in_headless_chromium(studied_report, tmp_path):
     from PIL import Image  # comes with matplotlib
 
-    out = studied_report
     png = tmp_path / "report.png"
     subprocess.run(
-        ["bash", str(ROOT / "scripts" / "screenshot_report.sh"), str(out), str(png), "1280x3000"],
+        [
+            "bash",
+            str(ROOT / "scripts" / "screenshot_report.sh"),
+            str(studied_report),
+            str(png),
+            "1280x3000",
+        ],
         check=True,
         capture_output=True,
         timeout=120,
@@ -158,10 +163,9 @@ def _last_ink_row(image) -> int:
 def test_screenshot_takes_the_whole_page_by_default(studied_report, tmp_path):
     from PIL import Image
 
-    out = studied_report
     png = tmp_path / "whole.png"
     subprocess.run(
-        ["bash", str(ROOT / "scripts" / "screenshot_report.sh"), str(out), str(png)],
+        ["bash", str(ROOT / "scripts" / "screenshot_report.sh"), str(studied_report), str(png)],
         check=True,
         capture_output=True,
         timeout=180,

@@ -18,17 +18,15 @@
 with
 
 -- not materialized: a view that wants one relation's series (eval_metrics_ci, eval_paired)
--- then reads only those
-split_values as not materialized (
-    select * from eval_user_values
-),
-
+-- then reads only those; a tune or test row is also a row of split 'all'
 user_values as not materialized (
-    select * from split_values
-    union all
-    select * replace ('all' as split)
-    from split_values
-    where split in ('tune', 'test')
+    select
+        * replace (
+            unnest(
+                case when split in ('tune', 'test') then [split, 'all'] else [split] end
+            ) as split
+        )
+    from eval_user_values
 ),
 
 resamples as (
