@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 
 from kuairec_db import (
+    allocator,
     comments,
     fingerprints,
     lineage,
@@ -169,6 +170,7 @@ def _tables_in(target: Path) -> set[str]:
 
 
 def build(params: BuildParams) -> BuildResult:
+    allocator.keep_large_blocks()  # Python callers too, not only the command line
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
     plan = _plan(params)

@@ -4,7 +4,10 @@ for a model that declares it needs more."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import subprocess
+import sys
 
 import duckdb
 import pytest
@@ -163,3 +166,45 @@ def test_exposure_study_gives_a_sql_model_its_own_memory_when_the_default_runs_o
     assert "DuckDB memory limit 2GB (its own)" in caplog.text
     scores = con.execute("select min(score), max(score), count(*) from exposure_scores").fetchone()
     assert scores == (200000, 200000, 50)
+
+
+# A fresh process: a 100 MB block freed and asked for again, and where glibc put it (mallinfo2:
+# hblkhd is the bytes in mapped blocks). Prints "mapped" or "heap".
+_WHERE_BLOCKS_GO = """
+import ctypes, os, sys
+import numpy as np
+from kuairec_db import allocator
+
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+raised = allocator.keep_large_blocks() if sys.argv[1] == "raise" else False
+block = np.ones(100 * 2**20 // 8)
+mapped = libc.mallinfo2().hblkhd >= block.nbytes
+print(raised, "mapped" if mapped else "heap")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux's")
+def test_large_arrays_come_from_the_heap_once_the_threshold_is_raised():
+    """Without the raise, glibc maps a 100 MB block afresh (its threshold is at most 32 MB);
+    with it, the block is in the heap. A threshold the user set is left alone."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+
+    def where(mode: str, **extra: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", _WHERE_BLOCKS_GO, mode],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    assert where("leave") == "False mapped"
+    assert where("raise") == "True heap"
+    assert where("raise", MALLOC_MMAP_THRESHOLD_="33554432") == "False mapped"

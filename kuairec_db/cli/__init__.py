@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(message)s",
         stream=sys.stderr,
     )
-    from kuairec_db import progress, resources
+    from kuairec_db import allocator, progress, resources
 
+    allocator.keep_large_blocks()
     if args.quiet:
         progress.set_enabled(False)
     try:
