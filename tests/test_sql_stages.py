@@ -18,6 +18,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from kuairec_db.build import BuildParams
@@ -408,6 +409,47 @@ def test_label_bucket_cut_points_from_counts_equal_quantile_disc(con, n_buckets)
         "select quantile_disc(video_duration_ms, ?) from int_train_events", [steps]
     ).fetchone()[0]
     assert got == sorted({min(durations), *cuts})
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_label_bucket_thresholds_equal_quantile_cont(con, seed):
+    """The thresholds come from counts per ratio bin and a sort of only the bins that hold the
+    quantile's two neighbours, not from quantile_cont (which holds every ratio in memory): the
+    values of DuckDB's quantile_cont and of numpy's linear quantile, to a unit or two in the last
+    place (DuckDB's own build fuses the interpolation's multiply-add)."""
+    rng = random.Random(seed)
+    quantile = [0.8, 0.5, 0.37, 0.999, 0.01, 0.8, 0.25, 0.9][seed]
+    n_buckets = [1, 2, 5, 3, 1, 10, 4, 2][seed]
+    views = []
+    for _ in range(rng.randint(1, 600)):
+        duration = rng.choice([1000, 2000, 5000, 9000, 30000])
+        ratio = rng.choice(
+            [
+                rng.random() * 3,
+                rng.choice([0.0, 1.0, 1 / 1024, 3 / 1024, 2.5]),  # ties, bin edges
+                1.0 + rng.randint(0, 50) * 1e-9,  # many ratios in one bin
+                rng.expovariate(1) * 50,
+                None,
+            ]
+        )
+        views.append((duration, ratio))
+    set_variables(con, label_duration_buckets=n_buckets, label_quantile=quantile)
+    make_input(con, "int_train_events", "video_duration_ms, watch_ratio", views)
+    rows = run_stage(con, "int_label_buckets")
+    assert rows, "no buckets"
+    for _, low, high, n_views, threshold in rows:
+        in_bucket = [r for d, r in views if d >= low and (high is None or d < high)]
+        assert n_views == len(in_bucket)
+        ratios = sorted(r for r in in_bucket if r is not None)
+        duckdb_value = con.execute(
+            "select quantile_cont(r, ?) from unnest(?::double[]) as t (r)", [quantile, ratios]
+        ).fetchone()[0]
+        if not ratios:
+            assert threshold is None and duckdb_value is None
+            continue
+        numpy_value = float(np.quantile(np.array(ratios), quantile))
+        assert threshold == pytest.approx(duckdb_value, rel=1e-15, abs=1e-300)
+        assert threshold == pytest.approx(numpy_value, rel=1e-13, abs=1e-300)
 
 
 def test_label_buckets_do_not_depend_on_row_order():

@@ -4,7 +4,12 @@
 -- durations from from_duration_ms (inclusive) to the next bucket's from_duration_ms
 -- (exclusive), so all views of one duration share a bucket. ratio_threshold is the
 -- label_quantile quantile of the bucket's training watch ratios; a view is relevant when its
--- watch_ratio is above it.
+-- watch_ratio is above it. That quantile is quantile_cont's, computed without holding every
+-- view's ratio (quantile_cont cannot spill, and ran out of the build's 1 GB at 4x KuaiRec):
+-- with n ratios in the bucket, h = (n - 1) * label_quantile and x_r its r-th smallest ratio
+-- (0-based) and d = h - floor(h), ratio_threshold = x_floor(h) * (1 - d) + x_ceil(h) * d, DuckDB's
+-- formula; its own quantile_cont may differ in the last bit, where its build fuses the
+-- multiply-add.
 with
 
 train_events as (
@@ -88,19 +93,122 @@ duration_buckets as (
             )
 ),
 
+-- each training view with its bucket; read three times, never stored
+bucketed_views as not materialized (
+    select
+        duration_buckets.duration_bucket,
+        train_events.watch_ratio
+    from train_events
+    inner join duration_buckets
+        on train_events.video_duration_ms = duration_buckets.video_duration_ms
+),
+
+-- x_r in two passes: views counted per ratio bin (floor(watch_ratio * 1024); null ratios in a
+-- bin of their own) locate the bin of rank r and the rank inside it; only those bins' ratios
+-- are then sorted
+ratio_bins as (
+    select
+        duration_bucket,
+        floor(watch_ratio * 1024) as ratio_bin,
+        count(*) as n_views
+    from bucketed_views
+    group by all
+),
+
+bin_ranks as (
+    select
+        duration_bucket,
+        ratio_bin,
+        n_views,
+        (sum(n_views) over (partition by duration_bucket order by ratio_bin))::bigint
+        - n_views as n_before
+    from ratio_bins
+    where ratio_bin is not null
+),
+
+bucket_positions as (
+    select
+        duration_bucket,
+        sum(n_views) filter (where ratio_bin is not null) as n_ratios,
+        (n_ratios - 1)::double * getvariable('label_quantile') as position,
+        sum(n_views)::bigint as n_train_views
+    from ratio_bins
+    group by all
+),
+
+wanted_ranks as (
+    select
+        duration_bucket,
+        floor(position)::bigint as ratio_rank
+    from bucket_positions
+    where n_ratios > 0
+    union
+    select
+        duration_bucket,
+        ceil(position)::bigint as ratio_rank
+    from bucket_positions
+    where n_ratios > 0
+),
+
+wanted_bins as (
+    select
+        wanted_ranks.duration_bucket,
+        wanted_ranks.ratio_rank,
+        bin_ranks.ratio_bin,
+        wanted_ranks.ratio_rank - bin_ranks.n_before as rank_in_bin
+    from wanted_ranks
+    inner join bin_ranks
+        on
+            wanted_ranks.duration_bucket = bin_ranks.duration_bucket
+            and wanted_ranks.ratio_rank >= bin_ranks.n_before
+            and wanted_ranks.ratio_rank < bin_ranks.n_before + bin_ranks.n_views
+),
+
+sorted_bins as (
+    select
+        bucketed_views.duration_bucket,
+        floor(bucketed_views.watch_ratio * 1024) as ratio_bin,
+        list_sort(list(bucketed_views.watch_ratio)) as sorted_ratios
+    from bucketed_views
+    semi join wanted_bins
+        on
+            bucketed_views.duration_bucket = wanted_bins.duration_bucket
+            and floor(bucketed_views.watch_ratio * 1024) = wanted_bins.ratio_bin
+    group by all
+),
+
+ranked_ratios as (
+    select
+        wanted_bins.duration_bucket,
+        wanted_bins.ratio_rank,
+        sorted_bins.sorted_ratios[wanted_bins.rank_in_bin + 1] as watch_ratio
+    from wanted_bins
+    inner join sorted_bins
+        on
+            wanted_bins.duration_bucket = sorted_bins.duration_bucket
+            and wanted_bins.ratio_bin = sorted_bins.ratio_bin
+),
+
 final as (
     select
         bounds.duration_bucket,
         bounds.from_duration_ms,
         bounds.to_duration_ms,
-        count(*) as n_train_views,
-        quantile_cont(train_events.watch_ratio, getvariable('label_quantile'))
-            as ratio_threshold
-    from train_events
-    inner join duration_buckets
-        on train_events.video_duration_ms = duration_buckets.video_duration_ms
-    inner join bounds on duration_buckets.duration_bucket = bounds.duration_bucket
-    group by all
+        bucket_positions.n_train_views,
+        lower_ratios.watch_ratio
+        * (1 - (bucket_positions.position - floor(bucket_positions.position)))
+        + upper_ratios.watch_ratio
+        * (bucket_positions.position - floor(bucket_positions.position)) as ratio_threshold
+    from bounds
+    inner join bucket_positions on bounds.duration_bucket = bucket_positions.duration_bucket
+    left join ranked_ratios as lower_ratios
+        on
+            bucket_positions.duration_bucket = lower_ratios.duration_bucket
+            and floor(bucket_positions.position)::bigint = lower_ratios.ratio_rank
+    left join ranked_ratios as upper_ratios
+        on
+            bucket_positions.duration_bucket = upper_ratios.duration_bucket
+            and ceil(bucket_positions.position)::bigint = upper_ratios.ratio_rank
     order by bounds.duration_bucket
 )
 
