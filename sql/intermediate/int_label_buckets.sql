@@ -93,7 +93,7 @@ duration_buckets as (
             )
 ),
 
--- each training view with its bucket; read three times, never stored
+-- each training view with its bucket; read twice, never stored
 bucketed_views as not materialized (
     select
         duration_buckets.duration_bucket,
@@ -105,7 +105,7 @@ bucketed_views as not materialized (
 
 -- x_r in two passes: views counted per ratio bin (floor(watch_ratio * 1024); null ratios in a
 -- bin of their own) locate the bin of rank r and the rank inside it; only those bins' ratios
--- are then sorted
+-- are then sorted (a bin that holds most of a bucket, one ratio repeated, is held whole)
 ratio_bins as (
     select
         duration_bucket,
