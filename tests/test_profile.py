@@ -447,6 +447,29 @@ def test_bad_inputs_are_one_line(tmp_path, small_build):
         assert len(lines) == 1 and message in lines[0], (args, result.stderr)
 
 
+def test_without_a_source_it_profiles_the_database_like_every_other_command(small_build, tmp_path):
+    data, db = small_build
+    folder = db.parent
+    default = run_cli("profile", "--csv", str(tmp_path / "default.csv"), cwd=folder)
+    assert default.returncode == 0, default.stderr
+    named = run_cli("profile", "--db", str(db), "--csv", str(tmp_path / "named.csv"))
+    assert named.returncode == 0, named.stderr
+    default_table = pd.read_csv(tmp_path / "default.csv")
+    named_table = pd.read_csv(tmp_path / "named.csv")
+    assert list(default_table.columns)[3] == db.name
+    pd.testing.assert_frame_equal(default_table, named_table)
+    # --db comes after the SOURCEs, side by side
+    both = run_cli("profile", str(data), "--db", str(db), "--csv", str(tmp_path / "both.csv"))
+    assert both.returncode == 0, both.stderr
+    assert list(pd.read_csv(tmp_path / "both.csv").columns)[3:5] == [data.name, db.name]
+    # no database: the words every command uses, one line, exit 2
+    for args, cwd in (((), tmp_path), (("--db", str(tmp_path / "none.duckdb")), None)):
+        result = run_cli("profile", *args, cwd=cwd)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "no database here; build it first" in lines[0], result.stderr
+
+
 def test_help_has_an_example():
     result = run_cli("profile", "--help")
     assert result.returncode == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kuairec_db import profile
+from kuairec_db import profile, validate
 from kuairec_db.cli import common
 from kuairec_db.errors import UserError
 
@@ -25,13 +25,28 @@ def register(sub) -> None:
         "structure statistics of the fully observed matrix on a fixed md5 sample of 83 videos\n"
         "a user (see the README, 'The dataset's profile'). SOURCE is a database built by this\n"
         "project, a folder of KuaiRec files (or KuaiRec.zip), or a bare CSV of user_id,\n"
-        "video_id, watch_ratio of the fully observed matrix with --captions FILE.",
-        epilog="examples:\n  python -m kuairec_db profile kuairec.duckdb\n"
+        "video_id, watch_ratio of the fully observed matrix with --captions FILE. Without a\n"
+        "SOURCE it profiles --db (default ./kuairec.duckdb), as the other commands read it.",
+        epilog="examples:\n  python -m kuairec_db profile\n"
+        "  python -m kuairec_db profile kuairec.duckdb\n"
         "  python -m kuairec_db profile small_matrix_sample.csv demo-data "
         "--captions kuairec_caption_category.csv\n"
         "  python -m kuairec_db profile 'KuaiRec 2.0/data' --csv profile.csv",
     )
-    p.add_argument("sources", nargs="+", type=Path, metavar="SOURCE", help="one or more datasets")
+    p.add_argument(
+        "sources",
+        nargs="*",
+        type=Path,
+        metavar="SOURCE",
+        help="one or more datasets (default: --db)",
+    )
+    p.add_argument(
+        "--db",
+        type=Path,
+        metavar="PATH",
+        help=f"a database built by this project, profiled after any SOURCE (default without a "
+        f"SOURCE: ./{common.DEFAULT_DB})",
+    )
     p.add_argument(
         "--captions",
         type=Path,
@@ -52,10 +67,14 @@ def _labels(paths: list[Path]) -> list[str]:
 
 def run(args) -> int:
     profiles: dict[str, pd.DataFrame] = {}
-    labels = _labels(args.sources)
+    db = args.db or (None if args.sources else Path(common.DEFAULT_DB))
+    if db is not None:  # a database, as every command that reads one says of it
+        validate.check_database_file(db, str(db))
+    sources = list(args.sources) + ([db] if db is not None else [])
+    labels = _labels(sources)
     if len(set(labels)) != len(labels):
         raise UserError("the same source is given twice")
-    for label, path in zip(labels, args.sources):
+    for label, path in zip(labels, sources):
         started = time.perf_counter()
         profiles[label] = profile.profile_source(path, args.captions, args.threads)
         log.info("profiled %s in %.1f s", path, time.perf_counter() - started)
