@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import shutil
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -445,6 +447,16 @@ def test_bad_inputs_are_one_line(tmp_path, small_build):
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, result.stderr)
+
+
+def test_every_statistic_has_its_own_place_in_the_order():
+    """data_profile orders rows by (section, scope, statistic_order): two statistics with one
+    number would come out in either order from run to run."""
+    text = (Path(__file__).parent.parent / "sql" / "public" / "data_profile.sql").read_text()
+    places = re.findall(r"\(\s*'(shape|structure)',\s*(\d+),\s*'(\w+)'", text)
+    assert len(places) > 30
+    order = [(section, int(number)) for section, number, _ in places]
+    assert len(set(order)) == len(order), sorted(o for o in order if order.count(o) > 1)
 
 
 def test_without_a_source_it_profiles_the_database_like_every_other_command(small_build, tmp_path):

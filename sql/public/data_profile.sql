@@ -495,12 +495,12 @@ definitions as (
             || 'of a sample this size away; lambda 1 overfits where there is none)'
         ),
         (
-            'structure', 16, 'ndcg10_video_mean',
+            'structure', 17, 'ndcg10_video_mean',
             'NDCG@10 (label watch_ratio > 2) ranking each user''s sample videos by the other '
             || 'users'' mean y of the video'
         ),
         (
-            'structure', 17, 'ndcg10_video_mean_category_affinity',
+            'structure', 18, 'ndcg10_video_mean_category_affinity',
             'the same plus the user''s mean deviation on its other videos of the category'
         )
     ) as definition_list (section, statistic_order, statistic, comment)
