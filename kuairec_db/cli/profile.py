@@ -44,7 +44,7 @@ def register(sub) -> None:
         "--db",
         type=Path,
         metavar="PATH",
-        help=f"a database built by this project, profiled after any SOURCE (default without a "
+        help="a database built by this project, profiled after any SOURCE (default without a "
         f"SOURCE: ./{common.DEFAULT_DB})",
     )
     p.add_argument(

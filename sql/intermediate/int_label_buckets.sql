@@ -93,23 +93,25 @@ duration_buckets as (
             )
 ),
 
--- each training view with its bucket; read twice, never stored
+-- each training view with its bucket and ratio bin (floor(watch_ratio * 1024); a null ratio
+-- has a null bin); read twice, never stored
 bucketed_views as not materialized (
     select
         duration_buckets.duration_bucket,
-        train_events.watch_ratio
+        train_events.watch_ratio,
+        floor(train_events.watch_ratio * 1024) as ratio_bin
     from train_events
     inner join duration_buckets
         on train_events.video_duration_ms = duration_buckets.video_duration_ms
 ),
 
--- x_r in two passes: views counted per ratio bin (floor(watch_ratio * 1024); null ratios in a
--- bin of their own) locate the bin of rank r and the rank inside it; only those bins' ratios
--- are then sorted (a bin that holds most of a bucket, one ratio repeated, is held whole)
+-- x_r in two passes: views counted per ratio bin locate the bin of rank r and the rank inside
+-- it; only those bins' ratios are then sorted (a bin that holds most of a bucket, one ratio
+-- repeated, is held whole)
 ratio_bins as (
     select
         duration_bucket,
-        floor(watch_ratio * 1024) as ratio_bin,
+        ratio_bin,
         count(*) as n_views
     from bucketed_views
     group by all
@@ -131,6 +133,9 @@ bucket_positions as (
         duration_bucket,
         sum(n_views) filter (where ratio_bin is not null) as n_ratios,
         (n_ratios - 1)::double * getvariable('label_quantile') as position,
+        floor(position)::bigint as lower_rank,
+        ceil(position)::bigint as upper_rank,
+        position - floor(position) as fraction,
         sum(n_views)::bigint as n_train_views
     from ratio_bins
     group by all
@@ -139,13 +144,13 @@ bucket_positions as (
 wanted_ranks as (
     select
         duration_bucket,
-        floor(position)::bigint as ratio_rank
+        lower_rank as ratio_rank
     from bucket_positions
     where n_ratios > 0
     union
     select
         duration_bucket,
-        ceil(position)::bigint as ratio_rank
+        upper_rank as ratio_rank
     from bucket_positions
     where n_ratios > 0
 ),
@@ -167,13 +172,13 @@ wanted_bins as (
 sorted_bins as (
     select
         bucketed_views.duration_bucket,
-        floor(bucketed_views.watch_ratio * 1024) as ratio_bin,
+        bucketed_views.ratio_bin,
         list_sort(list(bucketed_views.watch_ratio)) as sorted_ratios
     from bucketed_views
     semi join wanted_bins
         on
             bucketed_views.duration_bucket = wanted_bins.duration_bucket
-            and floor(bucketed_views.watch_ratio * 1024) = wanted_bins.ratio_bin
+            and bucketed_views.ratio_bin = wanted_bins.ratio_bin
     group by all
 ),
 
@@ -195,20 +200,18 @@ final as (
         bounds.from_duration_ms,
         bounds.to_duration_ms,
         bucket_positions.n_train_views,
-        lower_ratios.watch_ratio
-        * (1 - (bucket_positions.position - floor(bucket_positions.position)))
-        + upper_ratios.watch_ratio
-        * (bucket_positions.position - floor(bucket_positions.position)) as ratio_threshold
+        lower_ratios.watch_ratio * (1 - bucket_positions.fraction)
+        + upper_ratios.watch_ratio * bucket_positions.fraction as ratio_threshold
     from bounds
     inner join bucket_positions on bounds.duration_bucket = bucket_positions.duration_bucket
     left join ranked_ratios as lower_ratios
         on
             bucket_positions.duration_bucket = lower_ratios.duration_bucket
-            and floor(bucket_positions.position)::bigint = lower_ratios.ratio_rank
+            and bucket_positions.lower_rank = lower_ratios.ratio_rank
     left join ranked_ratios as upper_ratios
         on
             bucket_positions.duration_bucket = upper_ratios.duration_bucket
-            and ceil(bucket_positions.position)::bigint = upper_ratios.ratio_rank
+            and bucket_positions.upper_rank = upper_ratios.ratio_rank
     order by bounds.duration_bucket
 )
 
